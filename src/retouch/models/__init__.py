@@ -1,0 +1,1 @@
+"""Weights, checkpoints and families: the only package that knows them."""

@@ -1,0 +1,235 @@
+"""What the user asked for: frozen dataclasses and enums in A1111's words.
+
+Field names and defaults follow A1111's ``StableDiffusionProcessingImg2Img`` class (spec §2.1); the
+settings that A1111 keeps as global options and that change img2img (spec Appendix C) are per-job fields
+here instead, so two jobs never influence each other. Nothing here imports torch: params are plain data,
+validated at construction with errors that name the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from PIL import Image
+
+__all__ = [
+    "ResizeMode",
+    "MaskedContent",
+    "InpaintArea",
+    "Img2Img",
+    "ParamError",
+]
+
+
+class ParamError(ValueError):
+    """A job parameter is invalid; the message names the field and the allowed values."""
+
+
+class ResizeMode(IntEnum):
+    """A1111 ``resize_mode`` (spec §2.3)."""
+
+    JUST_RESIZE = 0
+    CROP_AND_RESIZE = 1
+    RESIZE_AND_FILL = 2
+    LATENT_UPSCALE = 3
+
+
+class MaskedContent(IntEnum):
+    """A1111 ``inpainting_fill`` (spec §2.8)."""
+
+    FILL = 0
+    ORIGINAL = 1
+    LATENT_NOISE = 2
+    LATENT_NOTHING = 3
+
+
+class InpaintArea(IntEnum):
+    """A1111 ``inpaint_full_res``: False is "Whole picture", True is "Only masked" (spec §2.6-2.7)."""
+
+    WHOLE_PICTURE = 0
+    ONLY_MASKED = 1
+
+
+def _enum(cls: type[IntEnum], name: str, value: Any) -> IntEnum:
+    if isinstance(value, bool) or not isinstance(value, int):
+        allowed = ", ".join(f"{m.value} ({m.name})" for m in cls)
+        raise ParamError(f"{name} must be one of {allowed}; got {value!r}")
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(f"{m.value} ({m.name})" for m in cls)
+        raise ParamError(f"{name} must be one of {allowed}; got {value!r}") from None
+
+
+def _finite(name: str, value: Any, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParamError(f"{name} must be a number; got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ParamError(f"{name} must be a finite number; got {value!r}")
+    if lo is not None and v < lo or hi is not None and v > hi:
+        raise ParamError(f"{name} must be in [{lo}, {hi}]; got {value!r}")
+    return v
+
+
+def _integer(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParamError(f"{name} must be an integer; got {value!r}")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ParamError(f"{name} must be in [{lo}, {hi}]; got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Img2Img:
+    """One img2img or inpainting job, A1111's ``StableDiffusionProcessingImg2Img`` as data.
+
+    Defaults are A1111's class defaults (spec §2.1): for instance ``inpaint_full_res=True`` ("Only
+    masked") and ``inpainting_fill=MaskedContent.FILL``, which differ from the web UI's defaults
+    (``retouch.params.UI_DEFAULTS`` lists those). ``sampler_name`` defaults to ``"Euler"``, the value
+    A1111's API resolves when no sampler is given.
+
+    ``mask_blur`` has A1111's property semantics: an integer given here sets both ``mask_blur_x`` and
+    ``mask_blur_y``; after construction it reads back as the common value, or None when they differ.
+    ``inpaint_full_res`` accepts a bool or an :class:`InpaintArea`.
+    """
+
+    # base fields (txt2img and img2img)
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_w: int = -1
+    seed_resize_from_h: int = -1
+    sampler_name: str = "Euler"
+    scheduler: str = "Automatic"
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 50
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    eta: float | None = None
+    s_min_uncond: float = 0.0
+    s_churn: float = 0.0
+    s_tmax: float = 0.0
+    s_tmin: float = 0.0
+    s_noise: float = 1.0
+    # img2img fields
+    init_images: Sequence[Image.Image] = ()
+    resize_mode: ResizeMode | int = ResizeMode.JUST_RESIZE
+    denoising_strength: float = 0.75
+    image_cfg_scale: float | None = None
+    mask: Image.Image | None = None
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None
+    mask_round: bool = True
+    inpainting_fill: MaskedContent | int = MaskedContent.FILL
+    inpaint_full_res: bool | InpaintArea = True
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float = 1.0
+    latent_mask: Image.Image | None = None
+    force_task_id: str | None = None
+    # A1111 global options that change img2img, as per-job settings (spec Appendix C)
+    img2img_fix_steps: bool = False
+    img2img_color_correction: bool = False
+    overlay_inpaint: bool = True
+    inpainting_mask_weight: float = 1.0
+    img2img_extra_noise: float = 0.0
+    img2img_background_color: str = "#ffffff"
+    return_mask: bool = False
+    return_mask_composite: bool = False
+    eta_noise_seed_delta: int = 0
+    clip_skip: int = 1
+    comments: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "init_images", tuple(self.init_images))
+        for i, im in enumerate(self.init_images):
+            if not isinstance(im, Image.Image):
+                raise ParamError(f"init_images[{i}] must be a PIL image; got {type(im).__name__}")
+        for name in ("mask", "latent_mask"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, Image.Image):
+                raise ParamError(f"{name} must be a PIL image or None; got {type(v).__name__}")
+        if not isinstance(self.prompt, str) or not isinstance(self.negative_prompt, str):
+            raise ParamError("prompt and negative_prompt must be strings")
+        set_(self, "resize_mode", _enum(ResizeMode, "resize_mode", self.resize_mode))
+        set_(self, "inpainting_fill", _enum(MaskedContent, "inpainting_fill", self.inpainting_fill))
+        area = self.inpaint_full_res
+        if isinstance(area, InpaintArea):
+            area = area is InpaintArea.ONLY_MASKED
+        elif not isinstance(area, bool):
+            raise ParamError(f"inpaint_full_res must be a bool or InpaintArea; got {area!r}")
+        set_(self, "inpaint_full_res", area)
+        # A1111's mask_blur setter: an int sets both axes; reading gives x if x == y else None.
+        if self.mask_blur is not None:
+            blur = _integer("mask_blur", self.mask_blur, 0, 256)
+            set_(self, "mask_blur_x", blur)
+            set_(self, "mask_blur_y", blur)
+        _integer("mask_blur_x", self.mask_blur_x, 0, 256)
+        _integer("mask_blur_y", self.mask_blur_y, 0, 256)
+        set_(self, "mask_blur", self.mask_blur_x if self.mask_blur_x == self.mask_blur_y else None)
+        inv = self.inpainting_mask_invert
+        if inv not in (0, 1, True, False):
+            raise ParamError(f"inpainting_mask_invert must be 0 or 1; got {inv!r}")
+        set_(self, "inpainting_mask_invert", int(inv))
+        self._validate_numbers()
+
+    def _validate_numbers(self) -> None:
+        _finite("denoising_strength", self.denoising_strength, 0.0, 1.0)
+        _finite("cfg_scale", self.cfg_scale, 0.0, 100.0)
+        if self.image_cfg_scale is not None:
+            _finite("image_cfg_scale", self.image_cfg_scale, 0.0, 100.0)
+        _finite("subseed_strength", self.subseed_strength, 0.0, 1.0)
+        _finite("initial_noise_multiplier", self.initial_noise_multiplier, 0.0, 1.5)
+        _finite("inpainting_mask_weight", self.inpainting_mask_weight, 0.0, 1.0)
+        _finite("img2img_extra_noise", self.img2img_extra_noise, 0.0, 1.0)
+        if self.eta is not None:
+            _finite("eta", self.eta, 0.0, 10.0)
+        for name in ("s_min_uncond", "s_churn", "s_tmax", "s_tmin"):
+            _finite(name, getattr(self, name), 0.0, None)
+        _finite("s_noise", self.s_noise, 0.0, 10.0)
+        _integer("steps", self.steps, 1, 10_000)
+        _integer("batch_size", self.batch_size, 1, 1024)
+        _integer("n_iter", self.n_iter, 1, 10_000)
+        _integer("width", self.width, 8, 16384)
+        _integer("height", self.height, 8, 16384)
+        _integer("inpaint_full_res_padding", self.inpaint_full_res_padding, 0, 16384)
+        _integer("clip_skip", self.clip_skip, 1, 12)
+        _integer("eta_noise_seed_delta", self.eta_noise_seed_delta, 0, None)
+        for name in ("seed", "subseed", "seed_resize_from_w", "seed_resize_from_h"):
+            _integer(name, getattr(self, name), -1, 2**32 - 1)
+        if not isinstance(self.sampler_name, str) or not isinstance(self.scheduler, str):
+            raise ParamError("sampler_name and scheduler must be strings")
+
+    @property
+    def inpaint_area(self) -> InpaintArea:
+        return InpaintArea.ONLY_MASKED if self.inpaint_full_res else InpaintArea.WHOLE_PICTURE
+
+    def replace(self, **changes: Any) -> Img2Img:
+        """A copy with ``changes`` applied (``mask_blur`` is re-derived unless given)."""
+        changes.setdefault("mask_blur", None)
+        return dataclasses.replace(self, **changes)
+
+
+#: A1111's web UI defaults where they differ from the class/API defaults (spec §8.9).
+UI_DEFAULTS: dict[str, Any] = {
+    "inpainting_fill": MaskedContent.ORIGINAL,
+    "inpaint_full_res": False,
+    "inpaint_full_res_padding": 32,
+    "sampler_name": "DPM++ 2M",
+    "steps": 20,
+    "image_cfg_scale": 1.5,
+    "seed_resize_from_w": 0,
+    "seed_resize_from_h": 0,
+}
