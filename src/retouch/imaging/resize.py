@@ -33,6 +33,11 @@ def _check_size(width: int, height: int) -> None:
 
 
 def _lanczos(image: Image.Image, width: int, height: int) -> Image.Image:
+    if width < 1 or height < 1:
+        raise ValueError(
+            f"cannot fit a {image.width}x{image.height} image to the target: its aspect ratio is so different "
+            f"that the scaled image would be {width}x{height} pixels"
+        )
     return image.resize((width, height), resample=Image.Resampling.LANCZOS)
 
 
