@@ -1,4 +1,11 @@
-"""Engine: runs one img2img/inpainting job on a ModelBundle, as a numbered recipe of pure steps."""
+"""Engine: runs one img2img/inpainting job on a ModelBundle, as a numbered recipe of pure steps.
+
+``Engine.run`` follows A1111's ``process_images`` for img2img (spec §1 and Appendix A): plan ->
+prepare pixels -> VAE encode -> latent masks and fills -> image conditioning -> per batch: noise,
+sigma tail, sampler through the CFG/mask denoiser, final blend, decode -> colour correction, overlay,
+infotext. Tensor plumbing (devices, dtypes, VAE) lives in ``retouch.runtime``; maths lives in
+``imaging`` and ``sampling``.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import torch
 from PIL import Image
+from torch import Tensor
 
+from retouch.imaging import conditioning_mask, latent_mask_values
+from retouch.info import ModelIdentity, generation_params
+from retouch.infotext import format_infotext
 from retouch.models.bundle import ModelBundle
-from retouch.params import Img2Img
+from retouch.params import Img2Img, MaskedContent, ResizeMode
+from retouch.plan import Plan, make_plan
+from retouch.preprocess import Prepared, finish_image, prepare_images
+from retouch.runtime import Runtime
+from retouch.sampling.denoisers import (
+    CFGDenoiser,
+    Cond,
+    ModelDenoiser,
+    StopRequested,
+    latent_blend,
+    latent_upscale,
+)
+from retouch.sampling.noise import ImageNoise
+from retouch.sampling.registry import build_sigmas
+from retouch.sampling.schedules import sigma_tail
 
-__all__ = ["Engine", "Result", "StepInfo", "Interrupted"]
-
-
-class Interrupted(Exception):
-    """Raised inside a sampler when the caller asked to stop or skip (never escapes ``Engine.run``)."""
+__all__ = ["Engine", "Result", "StepInfo"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +47,7 @@ class StepInfo:
 
     ``step`` counts executed sampler steps from 1 to ``steps`` (= t_enc + 1, spec §3.5) within batch
     ``job_no`` (0-based) of ``job_count`` (= n_iter). ``denoised`` is the current x0 estimate latent
-    (B, 4, H/8, W/8) for previews; ``engine.preview(denoised)`` decodes it.
+    (B, 4, H/8, W/8) for previews; ``Engine.preview(denoised)`` decodes it.
     """
 
     job_no: int
@@ -42,7 +65,8 @@ class Result:
     ``mask_composites`` are filled only when the job asked for them (``return_mask``,
     ``return_mask_composite``). ``comments`` carries notices such as a blank mask turning the job into
     plain img2img or a VAE decode redone in fp32. ``interrupted`` is True when ``should_stop`` ended the
-    job early (the images are then the partial results A1111 returns).
+    job early (the images are then the partial results A1111 returns). ``parameters`` holds A1111's
+    ``info`` keys (spec §5.3) that are not per image.
     """
 
     images: list[Image.Image]
@@ -66,14 +90,37 @@ StepCallback = Callable[[StepInfo], None]
 StopCheck = Callable[[], bool]
 
 
+@dataclass
+class _Inputs:
+    """Per-job tensors shared by every batch: init latent, masks, image conditioning."""
+
+    prepared: Prepared
+    init_latent: Tensor
+    nmask: Tensor | None
+    image_cond: Tensor | None
+    comments: list[str]
+
+
 class Engine:
-    """Runs jobs on one model. ``device`` defaults to CUDA when available, else CPU; ``precision`` is
-    "auto" (bf16 where the device supports it natively, else fp32), "fp32", "bf16" or "fp16" (GPU)."""
+    """Runs jobs on one model.
+
+    ``device`` defaults to CUDA when available, else CPU. ``precision`` is "auto" (bf16 where the
+    device computes it natively, else fp32; fp16 on CUDA), "fp32", "bf16" or "fp16" (GPU only). The
+    engine moves the bundle's modules to its device and casts the UNet and text encoders to its dtype
+    in place; the VAE keeps fp32 weights and runs under autocast, so a NaN decode can be redone in fp32.
+    """
 
     def __init__(self, model: ModelBundle, device: str | None = None, precision: str = "auto") -> None:
         self.model = model
-        self.device = device
-        self.precision = precision
+        self.runtime = Runtime(model, device=device, precision=precision)
+
+    @property
+    def device(self) -> torch.device:
+        return self.runtime.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.runtime.dtype
 
     def run(
         self,
@@ -82,6 +129,206 @@ class Engine:
         should_stop: StopCheck | None = None,
         should_skip: StopCheck | None = None,
     ) -> Result:
-        """Run ``job``. ``should_stop`` (interrupt) ends the whole job within one sampler step and
-        returns partial images; ``should_skip`` ends only the current batch (spec §5.6)."""
-        raise NotImplementedError
+        """Run ``job`` (spec Appendix A).
+
+        ``should_stop`` (interrupt) is read before every denoiser call and ends the whole job within one
+        sampler step, returning partial images; ``should_skip`` ends the current batch only and is read
+        as a one-shot request (return True once per skip), spec §5.6.
+        """
+        plan = make_plan(job)  # 1. names, sizes, seeds, schedule: fails before any model runs
+        inputs = self._prepare(job, plan)  # 2-5. pixels, VAE encode, latent masks, conditioning
+        result = self._empty_result(job, plan, inputs.comments)
+        for n in range(plan.n_iter):  # 6. one batch per iteration
+            if should_stop is not None and should_stop():
+                result.interrupted = True
+                break
+            stopped = self._run_batch(job, plan, inputs, n, result, on_step, should_stop, should_skip)
+            if stopped:
+                result.interrupted = True
+                break
+        result.comments.extend(c for c in self.runtime.drain_notices() if c not in result.comments)
+        return result
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _prepare(self, job: Img2Img, plan: Plan) -> _Inputs:
+        prepared = prepare_images(job, plan.width, plan.height)
+        comments = list(plan.comments) + list(prepared.comments)
+        images = _batch_images(prepared.images, plan.batch_size)
+        slot_seeds = plan.seeds[: plan.batch_size]
+        init_latent = self.runtime.encode(images, slot_seeds, sample=True)
+        if job.resize_mode == ResizeMode.LATENT_UPSCALE:
+            init_latent = latent_upscale(init_latent, plan.width, plan.height)
+        nmask = None
+        if prepared.latent_mask is not None:
+            lh, lw = init_latent.shape[-2:]
+            values = latent_mask_values(prepared.latent_mask, lw, lh, job.mask_round)
+            nmask = torch.from_numpy(values).to(self.device)[None, None].expand_as(init_latent).clone()
+            init_latent = self._fill_latent(job, plan, init_latent, nmask)
+        image_cond = self._image_conditioning(job, plan, images, prepared.mask, init_latent)
+        return _Inputs(prepared, init_latent, nmask, image_cond, comments)
+
+    def _fill_latent(self, job: Img2Img, plan: Plan, init_latent: Tensor, nmask: Tensor) -> Tensor:
+        """Masked content "latent noise"/"latent nothing" (spec §2.8 modes 2-3)."""
+        if job.inpainting_fill == MaskedContent.LATENT_NOISE:
+            noise = self._noise(job, plan, 0, init_latent.shape[1:]).first().to(self.device)
+            return latent_blend(noise, init_latent, nmask)
+        if job.inpainting_fill == MaskedContent.LATENT_NOTHING:
+            return init_latent * (1.0 - nmask)
+        return init_latent
+
+    def _image_conditioning(
+        self, job: Img2Img, plan: Plan, images: list[Image.Image], mask: Image.Image | None, init_latent: Tensor
+    ) -> Tensor | None:
+        """Extra UNet input channels: 9-channel inpainting (§4.1) or pix2pix image latent (§4.2)."""
+        family = self.model.family
+        if family.is_edit:
+            return self.runtime.encode(images, plan.seeds[: plan.batch_size], sample=False, scale=False)
+        if not family.is_inpaint:
+            return None
+        if mask is None:
+            m = np.ones((plan.height, plan.width), dtype=np.float32)
+        else:
+            m = conditioning_mask(mask, job.mask_round or family.is_sdxl)
+        weight = job.inpainting_mask_weight
+        masked = [_masked_image(im, m, weight) for im in images]
+        masked_latent = self.runtime.encode_arrays(masked, plan.seeds[: plan.batch_size])
+        mask_t = torch.from_numpy(m)[None, None].to(self.device)
+        mask_t = torch.nn.functional.interpolate(mask_t, size=init_latent.shape[-2:])  # nearest
+        return torch.cat([mask_t.expand(len(images), -1, -1, -1), masked_latent], dim=1)
+
+    def _noise(self, job: Img2Img, plan: Plan, n: int, shape: tuple[int, ...]) -> ImageNoise:
+        b = plan.batch_size
+        resize = None
+        if job.seed_resize_from_w > 0 and job.seed_resize_from_h > 0:
+            resize = (job.seed_resize_from_w, job.seed_resize_from_h)
+        return ImageNoise(
+            list(plan.seeds[n * b : (n + 1) * b]), list(plan.subseeds[n * b : (n + 1) * b]),
+            job.subseed_strength, tuple(shape), seed_resize_from=resize,  # type: ignore[arg-type]
+            eta_noise_seed_delta=job.eta_noise_seed_delta,
+        )
+
+    def _conds(self, job: Img2Img, plan: Plan, image_cond: Tensor | None) -> tuple[Cond, Cond]:
+        b = plan.batch_size
+        cond = self.runtime.text_cond(job.prompt, job.clip_skip, b, plan.width, plan.height)
+        uncond = self.runtime.text_cond(job.negative_prompt, job.clip_skip, b, plan.width, plan.height)
+        if image_cond is not None:
+            cond = Cond(cond.context, cond.pooled, cond.time_ids, image_cond)
+            uncond = Cond(uncond.context, uncond.pooled, uncond.time_ids, image_cond)
+        return cond, uncond
+
+    def _run_batch(
+        self, job: Img2Img, plan: Plan, inputs: _Inputs, n: int, result: Result,
+        on_step: StepCallback | None, should_stop: StopCheck | None, should_skip: StopCheck | None,
+    ) -> bool:
+        """Sample, decode and finish batch ``n``; returns True when the job was interrupted."""
+        init = inputs.init_latent
+        noise = self._noise(job, plan, n, init.shape[1:])
+        eps = noise.first().to(self.device) * job.initial_noise_multiplier
+        sigmas = build_sigmas(plan.sampler, plan.scheduler, plan.schedule_length, self.runtime.model_sigmas)
+        tail = sigma_tail(sigmas, plan.t_enc).to(self.device)
+        x = init + eps * tail[0]
+        if job.img2img_extra_noise > 0:
+            x = x + eps * job.img2img_extra_noise
+        cond, uncond = self._conds(job, plan, inputs.image_cond)
+        flags = {"stop": False}
+
+        def stop_now() -> bool:
+            flags["stop"] = bool(should_stop is not None and should_stop())
+            return flags["stop"] or bool(should_skip is not None and should_skip())
+
+        denoiser = CFGDenoiser(
+            ModelDenoiser(self.runtime.unet_fn, self.runtime.model_sigmas, self.model.family.prediction),
+            cond, uncond, job.cfg_scale,
+            image_cfg_scale=job.image_cfg_scale if self.model.family.is_edit else None,
+            init_latent=init if inputs.nmask is not None else None, nmask=inputs.nmask, should_stop=stop_now,
+        )
+        samples = self._sample(job, plan, denoiser, x, tail, noise, n, on_step)
+        if samples is None:  # stopped: A1111 keeps the last conditional x0 estimate
+            samples = denoiser.last_denoised if denoiser.last_denoised is not None else init
+        if inputs.nmask is not None:
+            samples = latent_blend(samples, init, inputs.nmask)
+        self._finish_batch(job, plan, inputs, n, samples, result)
+        return flags["stop"]
+
+    def _sample(
+        self, job: Img2Img, plan: Plan, denoiser: CFGDenoiser, x: Tensor, tail: Tensor,
+        noise: ImageNoise, n: int, on_step: StepCallback | None,
+    ) -> Tensor | None:
+        spec = plan.sampler
+
+        def callback(step: Any) -> None:
+            if on_step is not None:
+                on_step(StepInfo(n, plan.n_iter, step.i + 1, plan.steps_to_run, step.denoised))
+
+        kwargs: dict[str, Any] = {"s_noise": job.s_noise}
+        if job.eta is not None:
+            kwargs["eta"] = job.eta
+        if spec.uses_churn:
+            kwargs.update(s_churn=job.s_churn, s_tmin=job.s_tmin, s_tmax=job.s_tmax or float("inf"))
+        try:
+            with torch.inference_mode():
+                return spec.fn(denoiser, x, tail, noise=lambda like: noise.next(like).to(like.device),
+                               callback=callback, **kwargs)
+        except StopRequested:
+            return None
+
+    def _finish_batch(
+        self, job: Img2Img, plan: Plan, inputs: _Inputs, n: int, samples: Tensor, result: Result
+    ) -> None:
+        identity = ModelIdentity(
+            self.model.name, self.model.hash, self.model.vae_name, self.model.vae_hash,
+            inpainting=self.model.family.is_inpaint, edit=self.model.family.is_edit,
+        )
+        for k, image in enumerate(self.runtime.decode(samples)):
+            index = n * plan.batch_size + k
+            final, mask_out, composite = finish_image(job, inputs.prepared, k, image)
+            params = generation_params(
+                job, seed=plan.seeds[index], subseed=plan.subseeds[index], width=plan.width,
+                height=plan.height, sampler_name=plan.sampler.name, schedule_label=plan.schedule_label,
+                model=identity, masked=inputs.prepared.mask is not None,
+                eta_default=plan.sampler.eta_default if plan.sampler.uses_eta else None,
+                uses_churn=plan.sampler.uses_churn, uses_s_noise=plan.sampler.uses_s_noise,
+            )
+            text = format_infotext(job.prompt, job.negative_prompt, params)
+            final.info["parameters"] = text
+            result.images.append(final)
+            result.seeds.append(plan.seeds[index])
+            result.subseeds.append(plan.subseeds[index])
+            result.prompts.append(job.prompt)
+            result.negative_prompts.append(job.negative_prompt)
+            result.infotexts.append(text)
+            if mask_out is not None:
+                result.masks.append(mask_out)
+            if composite is not None:
+                result.mask_composites.append(composite)
+
+    def _empty_result(self, job: Img2Img, plan: Plan, comments: list[str]) -> Result:
+        return Result(
+            images=[], seeds=[], subseeds=[], prompts=[], negative_prompts=[], infotexts=[],
+            width=plan.width, height=plan.height, sampler_name=plan.sampler.name,
+            scheduler=plan.schedule_label, comments=list(comments),
+            parameters={
+                "sd_model_name": self.model.name, "sd_model_hash": self.model.hash,
+                "sd_vae_name": self.model.vae_name, "sd_vae_hash": self.model.vae_hash,
+                "is_using_inpainting_conditioning": self.model.family.is_inpaint,
+                "batch_size": plan.batch_size, "n_iter": plan.n_iter,
+                "steps_run": plan.steps_to_run, "family": self.model.family.name,
+                "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+            },
+        )
+
+    def preview(self, denoised: Tensor) -> list[Image.Image]:
+        """Decode an x0 estimate (e.g. ``StepInfo.denoised``) to images, for live previews."""
+        return self.runtime.decode(denoised)
+
+
+def _batch_images(images: tuple[Image.Image, ...], batch_size: int) -> list[Image.Image]:
+    """One image repeated over the batch, or one image per slot (spec §2.14)."""
+    return list(images) * batch_size if len(images) == 1 else list(images)
+
+
+def _masked_image(image: Image.Image, mask: np.ndarray, weight: float) -> np.ndarray:
+    """``source * (1 - w * mask)`` in [-1, 1], HWC float32 (spec §4.1 step 2)."""
+    source = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return source * (1.0 - weight * mask[..., None])

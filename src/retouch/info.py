@@ -1,0 +1,116 @@
+"""Generation parameters of one output image, in A1111's infotext key order (spec §6.2).
+
+``generation_params`` builds the ordered key/value mapping; ``retouch.infotext.format_infotext``
+turns it into text. The order is A1111's fixed list first (each key only when it applies), then the
+img2img extras in insertion order, then ``Version``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from retouch.params import Img2Img, MaskedContent
+
+__all__ = ["ModelIdentity", "generation_params", "VERSION"]
+
+VERSION = "retouch 0.1.0"
+
+_MASKED_CONTENT = {
+    MaskedContent.FILL: "fill",
+    MaskedContent.LATENT_NOISE: "latent noise",
+    MaskedContent.LATENT_NOTHING: "latent nothing",
+}
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What the infotext says about the model: name, hash, VAE, and which conditioning it uses."""
+
+    name: str | None
+    hash: str | None
+    vae_name: str | None = None
+    vae_hash: str | None = None
+    inpainting: bool = False
+    edit: bool = False
+
+
+def _mask_params(job: Img2Img, masked: bool) -> dict[str, Any]:
+    if not masked:
+        return {}
+    out: dict[str, Any] = {}
+    if job.inpainting_mask_invert:
+        out["Mask mode"] = "Inpaint not masked"
+    if job.mask_blur_x > 0 or job.mask_blur_y > 0:
+        out["Mask blur"] = job.mask_blur
+    if job.inpaint_full_res:
+        out["Inpaint area"] = "Only masked"
+        out["Masked area padding"] = job.inpaint_full_res_padding
+    if job.inpainting_fill != MaskedContent.ORIGINAL:
+        out["Masked content"] = _MASKED_CONTENT[MaskedContent(job.inpainting_fill)]
+    return out
+
+
+def _sampler_params(job: Img2Img, eta_default: float | None, uses_churn: bool, uses_s_noise: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if job.initial_noise_multiplier != 1.0:
+        out["Noise multiplier"] = job.initial_noise_multiplier
+    if job.img2img_extra_noise > 0:
+        out["Extra noise"] = job.img2img_extra_noise
+    if eta_default is not None and job.eta is not None and job.eta != eta_default:
+        out["Eta DDIM" if eta_default == 0.0 else "Eta"] = job.eta
+    if uses_churn:
+        for key, value, default in (("Sigma churn", job.s_churn, 0.0), ("Sigma tmin", job.s_tmin, 0.0),
+                                    ("Sigma tmax", job.s_tmax, 0.0)):
+            if value != default:
+                out[key] = value
+    if uses_s_noise and job.s_noise != 1.0:
+        out["Sigma noise"] = job.s_noise
+    return out
+
+
+def generation_params(
+    job: Img2Img,
+    *,
+    seed: int,
+    subseed: int,
+    width: int,
+    height: int,
+    sampler_name: str,
+    schedule_label: str,
+    model: ModelIdentity,
+    masked: bool,
+    eta_default: float | None = None,
+    uses_churn: bool = False,
+    uses_s_noise: bool = False,
+) -> dict[str, Any]:
+    """Ordered infotext parameters of one image (spec §6.2); values None are dropped by the formatter."""
+    variation = job.subseed_strength != 0
+    params: dict[str, Any] = {
+        "Steps": job.steps,
+        "Sampler": sampler_name,
+        "Schedule type": schedule_label,
+        "CFG scale": job.cfg_scale,
+        "Image CFG scale": job.image_cfg_scale if model.edit else None,
+        "Seed": seed,
+        "Size": f"{width}x{height}",
+        "Model hash": model.hash,
+        "Model": model.name,
+        "VAE hash": model.vae_hash,
+        "VAE": model.vae_name,
+        "Variation seed": subseed if variation else None,
+        "Variation seed strength": job.subseed_strength if variation else None,
+        "Seed resize from": (
+            f"{job.seed_resize_from_w}x{job.seed_resize_from_h}"
+            if job.seed_resize_from_w > 0 and job.seed_resize_from_h > 0 else None
+        ),
+        "Denoising strength": job.denoising_strength,
+        "Conditional mask weight": job.inpainting_mask_weight if model.inpainting else None,
+        "Clip skip": job.clip_skip if job.clip_skip > 1 else None,
+        "ENSD": job.eta_noise_seed_delta if job.eta_noise_seed_delta else None,
+        "RNG": "CPU",
+    }
+    params.update(_mask_params(job, masked))
+    params.update(_sampler_params(job, eta_default, uses_churn, uses_s_noise))
+    params["Version"] = VERSION
+    return {k: v for k, v in params.items() if v is not None}

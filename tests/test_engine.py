@@ -1,0 +1,214 @@
+"""The engine end to end on tiny random models: reproducibility, batches, masks, stops, infotext."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from retouch import Engine, Img2Img, MaskedContent, ParamError, ResizeMode
+from retouch.infotext import parse_infotext
+from retouch.testing import tiny_model
+
+SIZE = 32
+
+
+def _scene(seed: int = 0, size: int = SIZE) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    base = np.zeros((size, size, 3), dtype=np.uint8)
+    base[..., 0] = np.linspace(0, 255, size, dtype=np.uint8)[None, :]
+    base[..., 1] = np.linspace(255, 0, size, dtype=np.uint8)[:, None]
+    base[..., 2] = rng.integers(0, 255, (size, size), dtype=np.uint8)
+    return Image.fromarray(base)
+
+
+def _square_mask(size: int = SIZE, lo: int = 8, hi: int = 24) -> Image.Image:
+    m = np.zeros((size, size), dtype=np.uint8)
+    m[lo:hi, lo:hi] = 255
+    return Image.fromarray(m, "L")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(tiny_model(seed=0), precision="fp32")
+
+
+def _job(**kw: object) -> Img2Img:
+    base: dict[str, object] = dict(
+        prompt="a red circle", init_images=[_scene()], steps=4, width=SIZE, height=SIZE, seed=1234,
+        sampler_name="Euler a", denoising_strength=0.75, cfg_scale=5.0,
+    )
+    base.update(kw)
+    return Img2Img(**base)  # type: ignore[arg-type]
+
+
+def _arr(im: Image.Image) -> np.ndarray:
+    return np.asarray(im, dtype=np.int16)
+
+
+def test_same_seed_gives_identical_bytes(engine: Engine) -> None:
+    a = engine.run(_job()).images[0]
+    b = engine.run(_job()).images[0]
+    assert a.tobytes() == b.tobytes()
+    c = engine.run(_job(seed=1235)).images[0]
+    assert a.tobytes() != c.tobytes()
+
+
+def test_batch_of_two_equals_two_single_runs(engine: Engine) -> None:
+    batch = engine.run(_job(batch_size=2))
+    assert batch.seeds == [1234, 1235]
+    for k, seed in enumerate((1234, 1235)):
+        single = engine.run(_job(seed=seed)).images[0]
+        assert np.abs(_arr(batch.images[k]) - _arr(single)).max() <= 1
+
+
+def test_n_iter_gives_consecutive_seeds_and_infotexts(engine: Engine) -> None:
+    res = engine.run(_job(n_iter=2, batch_size=2))
+    assert res.seeds == [1234, 1235, 1236, 1237]
+    assert len(res.images) == len(res.infotexts) == 4
+    assert [parse_infotext(t)["Seed"] for t in res.infotexts] == ["1234", "1235", "1236", "1237"]
+
+
+def test_subseed_strength_zero_equals_no_subseed(engine: Engine) -> None:
+    plain = engine.run(_job(subseed=-1)).images[0]
+    with_sub = engine.run(_job(subseed=99, subseed_strength=0.0)).images[0]
+    varied = engine.run(_job(subseed=99, subseed_strength=0.5)).images[0]
+    assert plain.tobytes() == with_sub.tobytes()
+    assert plain.tobytes() != varied.tobytes()
+
+
+def test_strength_near_zero_stays_at_the_init_latent(engine: Engine) -> None:
+    job = _job(denoising_strength=0.01, steps=20, sampler_name="Euler")
+    out = _arr(engine.run(job).images[0])
+    init = engine.runtime.encode([_scene()], [1234])
+    roundtrip = _arr(engine.runtime.decode(init)[0])
+    far = _arr(engine.run(_job(denoising_strength=1.0, steps=20, sampler_name="Euler")).images[0])
+    assert np.abs(out - roundtrip).mean() < 0.25 * np.abs(far - roundtrip).mean()
+
+
+def test_step_counts_follow_the_a1111_table(engine: Engine) -> None:
+    steps: list[tuple[int, int, int]] = []
+    engine.run(_job(steps=20, denoising_strength=0.75, sampler_name="Euler"),
+               on_step=lambda s: steps.append((s.job_no, s.step, s.steps)))
+    assert [s[1] for s in steps] == list(range(1, 17)) and {s[2] for s in steps} == {16}
+    steps.clear()
+    engine.run(_job(steps=20, denoising_strength=0.75, sampler_name="Euler", img2img_fix_steps=True),
+               on_step=lambda s: steps.append((s.job_no, s.step, s.steps)))
+    assert len(steps) == 20
+
+
+@pytest.mark.parametrize("area", [False, True])
+def test_pixels_outside_a_hard_mask_are_unchanged(engine: Engine, area: bool) -> None:
+    job = _job(mask=_square_mask(), mask_blur=0, inpaint_full_res=area, inpainting_fill=MaskedContent.ORIGINAL,
+               denoising_strength=1.0)
+    out = _arr(engine.run(job).images[0])
+    src = _arr(_scene())
+    keep = np.asarray(_square_mask()) == 0
+    assert out.shape == src.shape
+    assert (out[keep] == src[keep]).all()
+    assert np.abs(out[~keep] - src[~keep]).mean() > 5  # the masked area was regenerated
+
+
+def test_only_masked_returns_the_original_size_and_pastes_in_the_box(engine: Engine) -> None:
+    big = _scene(size=64)
+    mask = _square_mask(size=64, lo=40, hi=52)
+    res = engine.run(_job(init_images=[big], mask=mask, mask_blur=0, inpaint_full_res=True,
+                          inpaint_full_res_padding=4, return_mask=True, return_mask_composite=True))
+    out = res.images[0]
+    assert out.size == (64, 64)
+    assert len(res.masks) == 1 and len(res.mask_composites) == 1
+    changed = np.argwhere(np.abs(_arr(out) - _arr(big)).max(axis=2) > 0)
+    assert changed.min() >= 40 and changed.max() < 52
+    params = parse_infotext(res.infotexts[0])
+    assert params["Inpaint area"] == "Only masked" and params["Masked area padding"] == "4"
+
+
+def test_blank_mask_in_only_masked_mode_runs_as_img2img(engine: Engine) -> None:
+    blank = Image.new("L", (SIZE, SIZE), 0)
+    res = engine.run(_job(mask=blank, inpaint_full_res=True))
+    plain = engine.run(_job())
+    assert res.images[0].tobytes() == plain.images[0].tobytes()
+    assert any("blank" in c for c in res.comments)
+
+
+@pytest.mark.parametrize("fill", list(MaskedContent))
+def test_every_masked_content_mode_runs_and_keeps_the_outside(engine: Engine, fill: MaskedContent) -> None:
+    res = engine.run(_job(mask=_square_mask(), mask_blur=0, inpainting_fill=fill, inpaint_full_res=False))
+    keep = np.asarray(_square_mask()) == 0
+    assert (_arr(res.images[0])[keep] == _arr(_scene())[keep]).all()
+
+
+@pytest.mark.parametrize("mode", list(ResizeMode))
+def test_resize_modes_produce_the_processing_size(engine: Engine, mode: ResizeMode) -> None:
+    src = _scene(size=48).crop((0, 0, 48, 24))
+    res = engine.run(_job(init_images=[src], resize_mode=mode, width=32, height=24))
+    assert res.images[0].size == (32, 24)
+
+
+def test_infotext_parses_back_to_the_job(engine: Engine) -> None:
+    job = _job(negative_prompt="blurry, dark", mask=_square_mask(), mask_blur=2, inpaint_full_res=False,
+               inpainting_fill=MaskedContent.FILL, subseed=7, subseed_strength=0.25)
+    res = engine.run(job)
+    p = parse_infotext(res.infotexts[0])
+    assert p["Prompt"] == "a red circle" and p["Negative prompt"] == "blurry, dark"
+    assert p["Steps"] == "4" and p["Sampler"] == "Euler a" and p["CFG scale"] == "5.0"
+    assert p["Seed"] == "1234" and p["Size-1"] == str(SIZE) and p["Denoising strength"] == "0.75"
+    assert p["Mask blur"] == "2" and p["Masked content"] == "fill" and p["Variation seed"] == "7"
+    assert p["Variation seed strength"] == "0.25" and p["Model"] == engine.model.name
+    assert res.images[0].info["parameters"] == res.infotexts[0]
+
+
+def test_interrupt_returns_partial_images_and_stops_iterations(engine: Engine) -> None:
+    seen: list[int] = []
+    res = engine.run(_job(n_iter=3, steps=10, denoising_strength=1.0), on_step=lambda s: seen.append(s.step),
+                     should_stop=lambda: len(seen) >= 2)
+    assert res.interrupted and len(res.images) == 1 and seen == [1, 2]
+
+
+def test_skip_ends_only_the_current_batch(engine: Engine) -> None:
+    seen: list[tuple[int, int]] = []
+    fired: list[bool] = []
+
+    def skip() -> bool:
+        if len(seen) == 1 and not fired:
+            fired.append(True)
+            return True
+        return False
+
+    res = engine.run(_job(n_iter=2, steps=3, denoising_strength=1.0),
+                     on_step=lambda s: seen.append((s.job_no, s.step)), should_skip=skip)
+    assert not res.interrupted and len(res.images) == 2
+    assert seen == [(0, 1), (1, 1), (1, 2), (1, 3)]
+
+
+def test_bad_jobs_fail_before_any_model_runs(engine: Engine) -> None:
+    with pytest.raises(ParamError, match="Euler a"):
+        engine.run(_job(sampler_name="Eulerr"))
+    with pytest.raises(ParamError, match="batch_size"):
+        engine.run(_job(init_images=[_scene(), _scene(1)], batch_size=1))
+    with pytest.raises(ParamError, match="mask size"):
+        engine.run(_job(mask=_square_mask(size=16), inpaint_full_res=True))
+    with pytest.raises(ParamError, match="at least one"):
+        engine.run(_job(init_images=[]))
+
+
+@pytest.mark.parametrize("family", ["sd1-inpaint", "pix2pix"])
+def test_conditioned_families_run(family: str) -> None:
+    eng = Engine(tiny_model(seed=1, family=family), precision="fp32")
+    job = _job(mask=_square_mask() if family != "pix2pix" else None, image_cfg_scale=1.5, inpaint_full_res=False)
+    a = eng.run(job)
+    b = eng.run(job)
+    assert a.images[0].tobytes() == b.images[0].tobytes()
+    p = parse_infotext(a.infotexts[0])
+    assert ("Conditional mask weight" in p) == (family == "sd1-inpaint")
+    assert ("Image CFG scale" in p) == (family == "pix2pix")
+
+
+def test_bf16_stays_close_to_fp32() -> None:
+    fp32 = Engine(tiny_model(seed=0), precision="fp32").run(_job()).images[0]
+    bf16 = Engine(tiny_model(seed=0), precision="bf16").run(_job()).images[0]
+    mse = float(np.mean((_arr(fp32).astype(np.float64) - _arr(bf16)) ** 2))
+    psnr = 10 * np.log10(255.0**2 / max(mse, 1e-9))
+    assert psnr > 25, psnr
+    assert torch.get_default_dtype() == torch.float32
