@@ -98,7 +98,9 @@ def test_overlay_larger_than_image_is_composited_at_top_left() -> None:
     orig = np.full((10, 12, 3), 77, dtype=np.uint8)
     mask = np.full((10, 12), 255, dtype=np.uint8)
     mask[:, :3] = 0
-    out = np.asarray(apply_overlay(Image.new("RGB", (8, 8), (1, 2, 3)), make_overlay(_rgb(orig), _l(mask)), None))
+    out = np.asarray(
+        apply_overlay(Image.new("RGB", (8, 8), (1, 2, 3)), make_overlay(_rgb(orig), _l(mask)), None)
+    )
     assert out.shape == (8, 8, 3)
     assert (out[:, :3] == 77).all() and (out[:, 3:] == (1, 2, 3)).all()
 

@@ -82,7 +82,9 @@ def luminosity_blend(background: Image.Image, foreground: Image.Image) -> Image.
     ``uint8(clip(x, 0, 1)*255)`` (truncation, as blendmodes 2022).
     """
     if background.size != foreground.size:
-        raise ValueError(f"background size {background.size} and foreground size {foreground.size} must match")
+        raise ValueError(
+            f"background size {background.size} and foreground size {foreground.size} must match"
+        )
     back = _rgb_array(background) / 255
     front = _rgb_array(foreground) / 255
     blended = _set_lum(back, _lum(front))
@@ -97,7 +99,9 @@ def apply_color_correction(reference: np.ndarray, image: Image.Image) -> Image.I
     luminosity (foreground).
     """
     if reference.dtype != np.uint8 or reference.ndim != 3 or reference.shape[2] != 3:
-        raise ValueError(f"reference must be a uint8 LAB array (H, W, 3); got {reference.dtype} {reference.shape}")
+        raise ValueError(
+            f"reference must be a uint8 LAB array (H, W, 3); got {reference.dtype} {reference.shape}"
+        )
     lab = cv2.cvtColor(_rgb_array(image), cv2.COLOR_RGB2LAB)
     matched = cv2.cvtColor(match_histograms(lab, reference), cv2.COLOR_LAB2RGB)
     return luminosity_blend(Image.fromarray(matched, mode="RGB"), image)

@@ -97,7 +97,9 @@ def exact_paste(original: Image.Image, generated: Image.Image, overlay_mask: Ima
     size (uncrop an Only-masked crop with :func:`uncrop` first).
     """
     if original.size != overlay_mask.size:
-        raise ValueError(f"original size {original.size} and overlay mask size {overlay_mask.size} must match")
+        raise ValueError(
+            f"original size {original.size} and overlay mask size {overlay_mask.size} must match"
+        )
     w, h = generated.size
     if original.width < w or original.height < h:
         raise ValueError(f"generated size {generated.size} must not exceed the original's {original.size}")

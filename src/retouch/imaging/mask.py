@@ -120,7 +120,9 @@ def expand_crop_region(
     """
     x1, y1, x2, y2 = box
     if not (0 <= x1 < x2 <= image_width and 0 <= y1 < y2 <= image_height):
-        raise ValueError(f"crop box {box} must be non-empty and inside the {image_width}x{image_height} image")
+        raise ValueError(
+            f"crop box {box} must be non-empty and inside the {image_width}x{image_height} image"
+        )
     if width < 1 or height < 1:
         raise ValueError(f"processing size must be positive; got {width}x{height}")
     ratio = width / height

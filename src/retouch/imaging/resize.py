@@ -121,5 +121,7 @@ def scaled_size(width: int, height: int, scale_by: float) -> tuple[int, int]:
     _check_size(width, height)
     size = (int(width * scale_by), int(height * scale_by))
     if size[0] < 1 or size[1] < 1:
-        raise ParamError(f"scale_by={scale_by!r} turns {width}x{height} into {size[0]}x{size[1]}; both sides must be >= 1")
+        raise ParamError(
+            f"scale_by={scale_by!r} turns {width}x{height} into {size[0]}x{size[1]}; both sides must be >= 1"
+        )
     return size
