@@ -1,0 +1,1 @@
+"""A1111-compatible routes, schemas and translation (spec §5)."""

@@ -1,0 +1,160 @@
+"""The subset of A1111's settings this server understands (spec Appendix C), and the server's defaults.
+
+A1111 keeps these as process-wide options; ``override_settings`` changes them for one request and
+``POST /sdapi/v1/options`` for all later ones. Here the options that change a generation map to fields
+of :class:`retouch.params.Img2Img` (:data:`OPTION_FIELDS`), so a job carries its own values: a job
+snapshots the server defaults when it is submitted, and neither an override nor a later
+``POST /options`` can change a job already queued or running. Any other option name is refused with
+the list of supported names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from retouch.params import Img2Img, ParamError
+
+__all__ = ["OPTION_FIELDS", "Options", "OptionsStore", "validate_options", "SAMPLES_FORMATS"]
+
+#: A1111 option name -> Img2Img field (spec Appendix C).
+OPTION_FIELDS: dict[str, str] = {
+    "img2img_fix_steps": "img2img_fix_steps",
+    "img2img_color_correction": "img2img_color_correction",
+    "overlay_inpaint": "overlay_inpaint",
+    "inpainting_mask_weight": "inpainting_mask_weight",
+    "initial_noise_multiplier": "initial_noise_multiplier",
+    "img2img_extra_noise": "img2img_extra_noise",
+    "img2img_background_color": "img2img_background_color",
+    "return_mask": "return_mask",
+    "return_mask_composite": "return_mask_composite",
+    "eta_noise_seed_delta": "eta_noise_seed_delta",
+    "CLIP_stop_at_last_layers": "clip_skip",
+    "s_churn": "s_churn",
+    "s_tmin": "s_tmin",
+    "s_tmax": "s_tmax",
+    "s_noise": "s_noise",
+    "s_min_uncond": "s_min_uncond",
+}
+
+SAMPLES_FORMATS = ("png",)
+
+
+class Options(BaseModel):
+    """The supported options; every field optional (absent = unchanged). Unknown names are kept in
+    ``model_extra`` so that :func:`validate_options` can name them all in one error."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    sd_model_checkpoint: str | None = None
+    sd_vae: str | None = None
+    samples_format: str | None = None
+    enable_pnginfo: bool | None = None
+    live_previews_enable: bool | None = None
+    show_progress_every_n_steps: int | None = None
+    img2img_fix_steps: bool | None = None
+    img2img_color_correction: bool | None = None
+    overlay_inpaint: bool | None = None
+    inpainting_mask_weight: float | None = None
+    initial_noise_multiplier: float | None = None
+    img2img_extra_noise: float | None = None
+    img2img_background_color: str | None = None
+    return_mask: bool | None = None
+    return_mask_composite: bool | None = None
+    eta_noise_seed_delta: int | None = None
+    CLIP_stop_at_last_layers: int | None = None
+    s_churn: float | None = None
+    s_tmin: float | None = None
+    s_tmax: float | None = None
+    s_noise: float | None = None
+    s_min_uncond: float | None = None
+
+
+SUPPORTED = tuple(Options.model_fields)
+
+
+def _field_default(name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(Img2Img) if f.name == name)
+
+
+def default_options(model_title: str) -> dict[str, Any]:
+    """A1111's defaults for the supported options; job options take Img2Img's defaults."""
+    values: dict[str, Any] = {
+        "sd_model_checkpoint": model_title,
+        "sd_vae": "Automatic",
+        "samples_format": "png",
+        "enable_pnginfo": True,
+        "live_previews_enable": True,
+        "show_progress_every_n_steps": 10,
+    }
+    values.update({opt: _field_default(field) for opt, field in OPTION_FIELDS.items()})
+    return values
+
+
+def validate_options(raw: dict[str, Any], *, where: str, model_names: tuple[str, ...]) -> dict[str, Any]:
+    """Check option names, types and ranges; return the given options with their parsed values.
+
+    Raises ParamError naming ``where`` ("override_settings" or "options"), the bad names and the
+    supported ones, or the field and its allowed values.
+    """
+    if not isinstance(raw, dict):
+        raise ParamError(f"{where} must be an object mapping option names to values")
+    unknown = sorted(k for k in raw if k not in SUPPORTED)
+    if unknown:
+        raise ParamError(
+            f"unsupported option(s) in {where}: {', '.join(unknown)}; supported options: {', '.join(SUPPORTED)}"
+        )
+    try:
+        parsed = Options.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        raise ParamError(f"{where}.{name}: {first['msg']}") from None
+    values = {k: getattr(parsed, k) for k in raw if getattr(parsed, k) is not None}
+    _check_values(values, where=where, model_names=model_names)
+    return values
+
+
+def _check_values(values: dict[str, Any], *, where: str, model_names: tuple[str, ...]) -> None:
+    if "sd_model_checkpoint" in values and values["sd_model_checkpoint"] not in model_names:
+        raise ParamError(
+            f"{where}.sd_model_checkpoint: model {values['sd_model_checkpoint']!r} is not loaded; "
+            f"this server runs only {model_names[0]!r}"
+        )
+    if values.get("sd_vae", "Automatic") not in ("Automatic", "None"):
+        raise ParamError(f"{where}.sd_vae must be 'Automatic' or 'None'; got {values['sd_vae']!r}")
+    fmt = values.get("samples_format", "png")
+    if str(fmt).lower() not in SAMPLES_FORMATS:
+        raise ParamError(f"{where}.samples_format must be one of {', '.join(SAMPLES_FORMATS)}; got {fmt!r}")
+    if values.get("show_progress_every_n_steps", 0) < -1:
+        raise ParamError(f"{where}.show_progress_every_n_steps must be -1 or more")
+    fields = {OPTION_FIELDS[k]: v for k, v in values.items() if k in OPTION_FIELDS}
+    try:
+        Img2Img(**fields)
+    except ParamError as e:
+        raise ParamError(f"{where}: {e}") from None
+
+
+class OptionsStore:
+    """The server's current option values; thread-safe. Jobs read a :meth:`snapshot` at submission."""
+
+    def __init__(self, model_title: str, model_names: tuple[str, ...]) -> None:
+        self._values = default_options(model_title)
+        self.model_names = model_names
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._values)
+
+    def update(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Validate and apply ``raw`` (all or nothing); returns the new values."""
+        values = validate_options(raw, where="options", model_names=self.model_names)
+        if "sd_model_checkpoint" in values:
+            values["sd_model_checkpoint"] = self.model_names[0]
+        with self._lock:
+            self._values.update(values)
+            return dict(self._values)

@@ -1,0 +1,190 @@
+"""A1111 img2img request -> :class:`retouch.params.Img2Img`, checked before anything is queued.
+
+Order (spec §5.4, own formulation): refuse what this server does not do (scripts, styles, face
+restoration, tiling, refiner, saving) -> merge ``infotext`` (§5.5) -> validate ``override_settings``
+against the supported options -> check the server's limits -> decode images -> build the job with
+precedence request field > override_settings > server option > Img2Img default -> resolve sampler,
+scheduler, batch and schedule with :func:`retouch.plan.make_plan`. Every failure is a ParamError that
+names the field, so the client gets a 422 with a readable message and the worker never sees the job.
+
+Differences from A1111, on purpose: a missing or empty ``init_images`` is a 422 with a message (A1111
+answers 404); broken images are 422s naming the image (A1111: 500 "Invalid encoded image");
+``latent_mask`` is decoded and used (A1111 passes it on undecoded); request values of ``s_churn`` etc.
+are honoured (A1111 lets the global options win, spec §8.20); an ``initial_noise_multiplier`` override is
+honoured (A1111 ignores it, §8.10); "Seed resize from" in ``infotext`` maps w->w, h->h (A1111 swaps
+them, §8.17); http(s) URLs are not fetched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from retouch.formats.images import ImageDecodeError, decode_base64_image
+from retouch.infotext import parse_infotext
+from retouch.params import Img2Img, ParamError
+from retouch.plan import make_plan
+from retouch.server.a1111.options import OPTION_FIELDS, validate_options
+from retouch.server.a1111.schemas import Img2ImgRequest
+from retouch.server.config import ServerConfig
+
+__all__ = ["Submission", "build_submission", "merge_infotext"]
+
+#: Request fields copied to Img2Img unchanged when set.
+_DIRECT = (
+    "prompt", "negative_prompt", "seed", "subseed", "subseed_strength", "seed_resize_from_w",
+    "seed_resize_from_h", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "eta",
+    "denoising_strength", "resize_mode", "image_cfg_scale", "mask_blur_x", "mask_blur_y", "mask_blur",
+    "mask_round", "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding",
+    "inpainting_mask_invert", "force_task_id",
+)
+#: Request fields that default to null and then take the option's value (spec §5.2).
+_FROM_OPTIONS = ("s_min_uncond", "s_churn", "s_tmax", "s_tmin", "s_noise", "initial_noise_multiplier")
+
+#: infotext key -> (request field, type), taken when the request did not set the field (spec §5.5).
+_INFOTEXT_FIELDS: dict[str, tuple[str, type]] = {
+    "Steps": ("steps", int),
+    "Sampler": ("sampler_name", str),
+    "Schedule type": ("scheduler", str),
+    "Seed": ("seed", int),
+    "Variation seed": ("subseed", int),
+    "Variation seed strength": ("subseed_strength", float),
+    "Seed resize from-1": ("seed_resize_from_w", int),
+    "Seed resize from-2": ("seed_resize_from_h", int),
+}
+#: infotext key -> (option, type), added to override_settings unless already there (spec §5.5).
+_INFOTEXT_OPTIONS: dict[str, tuple[str, type]] = {
+    "Clip skip": ("CLIP_stop_at_last_layers", int),
+    "ENSD": ("eta_noise_seed_delta", int),
+    "Conditional mask weight": ("inpainting_mask_weight", float),
+    "Noise multiplier": ("initial_noise_multiplier", float),
+    "Extra noise": ("img2img_extra_noise", float),
+}
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A checked request, ready for the worker: the job plus what the response needs."""
+
+    job: Img2Img
+    request: Img2ImgRequest
+    samples_format: str
+    enable_pnginfo: bool
+    preview_every: int
+
+
+def _refuse_unsupported(req: Img2ImgRequest) -> None:
+    if req.script_name:
+        raise ParamError(
+            f"script_name {req.script_name!r} is not supported: this server has no selectable scripts"
+        )
+    if req.alwayson_scripts:
+        names = ", ".join(repr(k) for k in req.alwayson_scripts)
+        raise ParamError(f"alwayson_scripts {names} not supported: this server has no always-on scripts")
+    if req.styles:
+        raise ParamError(f"styles {req.styles!r} not found: this server has no saved styles")
+    for name in ("restore_faces", "tiling"):
+        if getattr(req, name):
+            raise ParamError(f"{name}=true is not supported by this server; send false or null")
+    if req.refiner_checkpoint not in (None, "", "None"):
+        raise ParamError("refiner_checkpoint is not supported by this server; send null")
+    if req.firstpass_image is not None:
+        raise ParamError("firstpass_image is a txt2img field; img2img does not take it")
+    if req.save_images:
+        raise ParamError("save_images=true is not supported: this server never writes files; send false")
+
+
+def _cast(key: str, value: Any, kind: type) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ParamError(f"infotext: {key} value {value!r} is not a valid {kind.__name__}") from None
+
+
+def merge_infotext(req: Img2ImgRequest) -> Img2ImgRequest:
+    """Fill fields the request did not set from its ``infotext`` (spec §5.5); settings keys go into
+    ``override_settings`` unless the request already overrides them."""
+    if not req.infotext:
+        return req
+    parsed = parse_infotext(req.infotext)
+    updates: dict[str, Any] = {}
+    for key, (name, kind) in _INFOTEXT_FIELDS.items():
+        if key in parsed and name not in req.model_fields_set:
+            updates[name] = _cast(key, parsed[key], kind)
+    overrides = dict(req.override_settings or {})
+    for key, (option, kind) in _INFOTEXT_OPTIONS.items():
+        if key in parsed and option not in overrides:
+            overrides[option] = _cast(key, parsed[key], kind)
+    updates["override_settings"] = overrides
+    return req.model_copy(update=updates)
+
+
+def _check_limits(req: Img2ImgRequest, config: ServerConfig) -> None:
+    if not req.init_images:
+        raise ParamError("init_images is required: send a list with at least one base64 image")
+    checks = (
+        ("steps", req.steps, config.max_steps),
+        ("batch_size", req.batch_size, config.max_batch_size),
+        ("n_iter", req.n_iter, config.max_n_iter),
+        ("init_images", len(req.init_images), config.max_batch_size),
+    )
+    for name, value, limit in checks:
+        if value > limit:
+            what = "count" if name == "init_images" else "value"
+            raise ParamError(f"{name} {what} {value} is over this server's limit of {limit}")
+    if req.width * req.height > config.max_output_pixels:
+        raise ParamError(
+            f"width x height = {req.width}x{req.height} is over this server's limit of "
+            f"{config.max_output_pixels} pixels"
+        )
+
+
+def _decode(name: str, data: str, max_pixels: int) -> Image.Image:
+    if data.startswith(("http://", "https://")):
+        raise ParamError(f"{name}: image URLs are not fetched by this server; send base64 image data")
+    try:
+        return decode_base64_image(data, max_pixels=max_pixels)
+    except ImageDecodeError as e:
+        raise ParamError(f"{name}: {e}") from None
+
+
+def _job_fields(req: Img2ImgRequest, options: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {field: options[opt] for opt, field in OPTION_FIELDS.items() if opt in options}
+    for name in _FROM_OPTIONS:
+        value = getattr(req, name)
+        if value is not None:
+            fields[name] = value
+    for name in _DIRECT:
+        fields[name] = getattr(req, name)
+    fields["sampler_name"] = req.sampler_name or req.sampler_index or "Euler"
+    fields["scheduler"] = req.scheduler or "Automatic"
+    return fields
+
+
+def build_submission(
+    req: Img2ImgRequest, server_options: dict[str, Any], config: ServerConfig, model_names: tuple[str, ...]
+) -> Submission:
+    """Check and translate one request (see the module docstring); raises ParamError."""
+    _refuse_unsupported(req)
+    req = merge_infotext(req)
+    overrides = validate_options(req.override_settings or {}, where="override_settings", model_names=model_names)
+    options = {**server_options, **overrides}
+    _check_limits(req, config)
+    assert req.init_images is not None
+    fields = _job_fields(req, options)
+    fields["init_images"] = [
+        _decode(f"init_images[{i}]", data, config.max_image_pixels) for i, data in enumerate(req.init_images)
+    ]
+    if req.mask:
+        fields["mask"] = _decode("mask", req.mask, config.max_image_pixels)
+    if req.latent_mask:
+        fields["latent_mask"] = _decode("latent_mask", req.latent_mask, config.max_image_pixels)
+    job = Img2Img(**fields)
+    make_plan(job)  # unknown sampler/scheduler, too many init images, empty schedule: refused here
+    every = int(options["show_progress_every_n_steps"]) if options["live_previews_enable"] else 0
+    return Submission(
+        job=job, request=req, samples_format=str(options["samples_format"]).lower(),
+        enable_pnginfo=bool(options["enable_pnginfo"]), preview_every=every,
+    )

@@ -1,0 +1,1 @@
+"""Our own job API (/api/v1/jobs)."""

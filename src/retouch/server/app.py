@@ -1,0 +1,107 @@
+"""The FastAPI app: factory, lifespan (loads the model once, starts the worker) and ``serve``.
+
+``create_app`` takes a model path (loaded in the lifespan, never at import), a loaded
+:class:`~retouch.models.bundle.ModelBundle` (tests inject ``retouch.testing.tiny_model()``), or a ready
+engine. ``serve`` is what ``retouch serve`` calls. Routes: A1111's ``/sdapi/v1/*`` (spec §5) and our
+``/api/v1/jobs`` job API; HTTP Basic auth and the body-size limit wrap every route.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from retouch.server.config import ServerConfig, parse_api_auth
+from retouch.server.errors import install_error_handlers
+from retouch.server.middleware import BasicAuthMiddleware, BodyLimitMiddleware
+from retouch.server.state import EngineLike, ServerState
+
+__all__ = ["create_app", "serve"]
+
+log = logging.getLogger("retouch.server")
+
+
+def _make_engine(model: Any, engine: EngineLike | None, device: str | None, precision: str) -> EngineLike:
+    if engine is not None:
+        return engine
+    from retouch.engine import Engine
+
+    if isinstance(model, str):
+        from retouch.models.loading import load_model
+
+        log.info("loading model %s", model)
+        model = load_model(model)
+    if model is None:
+        raise ValueError("create_app needs a model path, a loaded model or an engine")
+    return Engine(model, device=device, precision=precision)
+
+
+def create_app(
+    model: Any = None,
+    *,
+    engine: EngineLike | None = None,
+    config: ServerConfig | None = None,
+    device: str | None = None,
+    precision: str = "auto",
+) -> FastAPI:
+    """Build the app. ``model``: a checkpoint path or name for ``load_model`` (e.g. "demo"), or a
+    loaded ModelBundle; ``engine`` replaces both (anything with ``model`` and ``Engine.run``'s
+    signature). Nothing is loaded until the app starts (its lifespan)."""
+    from retouch.server.a1111.routes import router as a1111_router
+    from retouch.server.a1111.schemas import Img2ImgRequest
+    from retouch.server.api.routes import router as jobs_router
+
+    cfg = config or ServerConfig()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = ServerState(_make_engine(model, engine, device, precision), cfg)
+        state.start()
+        app.state.server = state
+        try:
+            yield
+        finally:
+            state.stop()
+
+    app = FastAPI(
+        title="Retouch",
+        description="A1111-compatible img2img/inpainting API (/sdapi/v1) and a job API (/api/v1/jobs).",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app, tuple(Img2ImgRequest.model_fields))
+    app.include_router(a1111_router)
+    app.include_router(jobs_router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
+    if cfg.api_auth:
+        app.add_middleware(BasicAuthMiddleware, credentials=cfg.api_auth)
+    return app
+
+
+def serve(
+    model: str,
+    host: str = "127.0.0.1",
+    port: int = 7861,
+    api_auth: str | None = None,
+    max_queue: int = 16,
+    precision: str = "auto",
+    device: str | None = None,
+    log_level: str = "info",
+    **limits: Any,
+) -> None:
+    """Load ``model`` and serve the API with uvicorn until interrupted (``retouch serve``).
+
+    ``api_auth`` is ``"user:pass[,user2:pass2]"``; ``limits`` are any other :class:`ServerConfig`
+    fields (``max_steps``, ``max_batch_size``, ``max_n_iter``, ``max_image_pixels``,
+    ``max_output_pixels``, ``max_body_bytes``, ``result_ttl_s``, ``max_results``, ``max_job_seconds``);
+    an unknown name raises TypeError.
+    """
+    import uvicorn
+
+    config = ServerConfig(max_queue=max_queue, api_auth=parse_api_auth(api_auth), **limits)
+    app = create_app(model, config=config, device=device, precision=precision)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
