@@ -225,7 +225,8 @@ class Engine:
         init = inputs.init_latent
         noise = self._noise(job, plan, n, init.shape[1:])
         eps = noise.first().to(self.device) * job.initial_noise_multiplier
-        sigmas = build_sigmas(plan.sampler, plan.scheduler, plan.schedule_length, self.runtime.model_sigmas)
+        sigmas = build_sigmas(plan.sampler, plan.scheduler, plan.schedule_length, self.runtime.model_sigmas,
+                              sdxl=self.model.family.is_sdxl)
         tail = sigma_tail(sigmas, plan.t_enc).to(self.device)
         x = init + eps * tail[0]
         if job.img2img_extra_noise > 0:
@@ -287,7 +288,7 @@ class Engine:
                 job, seed=plan.seeds[index], subseed=plan.subseeds[index], width=plan.width,
                 height=plan.height, sampler_name=plan.sampler.name, schedule_label=plan.schedule_label,
                 model=identity, masked=inputs.prepared.mask is not None,
-                eta_default=plan.sampler.eta_default if plan.sampler.uses_eta else None,
+                eta_default=plan.sampler.default_eta if plan.sampler.uses_eta else None,
                 uses_churn=plan.sampler.uses_churn, uses_s_noise=plan.sampler.uses_s_noise,
             )
             text = format_infotext(job.prompt, job.negative_prompt, params)
