@@ -15,10 +15,11 @@
 * Knobs a sampler does not use are accepted and ignored (Euler a also ignores ``s_noise``).
 
 The arithmetic follows k-diffusion (float32 0-d sigma tensors), so results match A1111's to rounding.
-SDE samplers (DPM++ SDE, DPM++ 2M SDE, DPM++ 3M SDE) take their noise from ``noise`` (independent
-standard normals per draw) instead of torchsde's Brownian tree: the marginal law of every update is the
-same, but the numbers differ from A1111's Brownian-tree draws and the two draws of one DPM++ SDE step
-are independent instead of correlated. ``sample_ddim`` is DDIM written in sigma space (see there).
+SDE samplers (DPM++ SDE, DPM++ 2M SDE, DPM++ 3M SDE) take their noise from ``noise`` instead of
+torchsde's Brownian tree (no torchsde dependency). The Brownian increments they need are over disjoint
+sigma intervals, hence independent normals, except the two overlapping ones of a DPM++ SDE step, which
+are built with the Brownian path's correlation; so the joint law of all draws is A1111's, though the
+numbers differ from its Brownian-tree draws. ``sample_ddim`` is DDIM written in sigma space (see there).
 """
 
 from __future__ import annotations
