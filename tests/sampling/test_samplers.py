@@ -165,7 +165,7 @@ def test_denoiser_evaluations_and_callbacks(spec, n):
         (S.sample_dpmpp_sde, 5, 8),
         (S.sample_dpmpp_2m_sde, 5, 4),
         (S.sample_dpmpp_3m_sde, 5, 4),
-        (S.sample_ddim, 5, 0),
+        (SX.sample_ddim, 5, 0),
         (SX.sample_dpm_fast, 6, 3),
     ],
 )
@@ -208,8 +208,8 @@ def test_ddim_equals_euler_and_euler_ancestral():
     sigmas = sigmas_karras(10, 0.03, 14.6)
     x = MU + 14.6 * torch.randn(64, 1, generator=torch.Generator().manual_seed(3))
     euler = S.sample_euler(gaussian_denoiser, x, sigmas, noise=seeded_noise(0))
-    torch.testing.assert_close(S.sample_ddim(gaussian_denoiser, x, sigmas, noise=seeded_noise(0)), euler)
-    ddim_1 = S.sample_ddim(gaussian_denoiser, x, sigmas, noise=seeded_noise(5), eta=1.0)
+    torch.testing.assert_close(SX.sample_ddim(gaussian_denoiser, x, sigmas, noise=seeded_noise(0)), euler)
+    ddim_1 = SX.sample_ddim(gaussian_denoiser, x, sigmas, noise=seeded_noise(5), eta=1.0)
     ancestral = S.sample_euler_ancestral(gaussian_denoiser, x, sigmas, noise=seeded_noise(5))
     torch.testing.assert_close(ddim_1, ancestral)
 

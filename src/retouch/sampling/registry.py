@@ -6,7 +6,7 @@ case-insensitive over names, labels and aliases; an unknown name raises
 sampler; we refuse instead).
 
 Not provided: A1111's DDIM CFG++, PLMS, UniPC and LCM samplers. DDIM is run as a sigma-space sampler
-(see :func:`~retouch.sampling.samplers.sample_ddim`).
+(see :func:`~retouch.sampling.samplers_extra.sample_ddim`).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ _SAMPLER_LIST = (
     _spec("DPM fast", sx.sample_dpm_fast, ["k_dpm_fast"], eta=True, s_noise=True, uses_ensd=True),
     _spec("DPM adaptive", sx.sample_dpm_adaptive, ["k_dpm_ad"], eta=True, uses_ensd=True),
     _spec("Restart", sx.sample_restart, ["restart"], "karras", second=True),
-    _spec("DDIM", s.sample_ddim, ["ddim"], eta=True, uses_ensd=True, default_eta=0.0, timestep_sampler=True),
+    _spec("DDIM", sx.sample_ddim, ["ddim"], eta=True, uses_ensd=True, default_eta=0.0, timestep_sampler=True),
 )
 
 #: A1111's samplers in its list order (DPM++ 2M first), by display name.

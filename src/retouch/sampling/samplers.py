@@ -19,7 +19,7 @@ SDE samplers (DPM++ SDE, DPM++ 2M SDE, DPM++ 3M SDE) take their noise from ``noi
 torchsde's Brownian tree (no torchsde dependency). The Brownian increments they need are over disjoint
 sigma intervals, hence independent normals, except the two overlapping ones of a DPM++ SDE step, which
 are built with the Brownian path's correlation; so the joint law of all draws is A1111's, though the
-numbers differ from its Brownian-tree draws. ``sample_ddim`` is DDIM written in sigma space (see there).
+numbers differ from its Brownian-tree draws. Restart, DPM fast, DPM adaptive and DDIM are in :mod:`retouch.sampling.samplers_extra`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ __all__ = [
     "sample_dpmpp_2m_sde",
     "sample_dpmpp_2m_sde_heun",
     "sample_dpmpp_3m_sde",
-    "sample_ddim",
 ]
 
 INF = math.inf
@@ -411,28 +410,4 @@ def sample_dpmpp_3m_sde(
                 x = x + noise(x) * sigmas[i + 1] * (-2 * h * eta).expm1().neg().sqrt() * s_noise
             h_1, h_2 = h, h_1
         denoised_1, denoised_2 = denoised, denoised_1
-    return x
-
-
-def sample_ddim(
-    denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, noise: NoiseFn, callback: StepCallback | None = None,
-    eta: float = 0.0, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = INF, s_noise: float = 1.0,
-) -> Tensor:
-    """DDIM in sigma space: ``x_next = x0 + sigma_down * eps + sigma_up * z`` (A1111 "DDIM", eta 0 default).
-
-    Dividing DDIM's update by ``sqrt(alpha_bar_next)`` turns it into exactly this, with DDIM's
-    ``sigma_t(eta)`` becoming the ancestral ``sigma_up`` of spec §3.4; at eta = 0 it equals Euler. It runs
-    on the schedule given (the "DDIM" schedule reproduces A1111's timestep grid ``1 + k (1000 // N)``).
-    A1111's timestep-sampler quirks (§3.3) are not reproduced: its img2img noising with
-    ``sqrt(alpha_bar)`` at ``timesteps[t_enc]``, its first evaluation one grid point below that level
-    (``t_enc - 1`` evaluations), and its mask blend on the noisy input before each evaluation; here
-    DDIM follows the same sigma-tail and x0-blend path as every other sampler.
-    """
-    for i in range(_steps(sigmas)):
-        denoised = _denoise(denoiser, x, sigmas[i])
-        _report(callback, i, x, sigmas[i], sigmas[i], denoised)
-        sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        x = denoised + _to_d(x, sigmas[i], denoised) * sigma_down
-        if eta and sigmas[i + 1] > 0:
-            x = x + noise(x) * sigma_up
     return x
