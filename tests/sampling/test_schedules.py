@@ -219,3 +219,13 @@ def test_sigma_tail_uses_given_step_count():
     sigmas = sch.sigmas_ddim(MS, 7)  # 8 sigmas + 0
     assert float(sch.sigma_tail(sigmas, 2, steps=7)[0]) == float(sigmas[4])
     assert float(sch.sigma_tail(sigmas, 2)[0]) == float(sigmas[5])
+
+
+@given(st.integers(min_value=1, max_value=150), st.floats(min_value=0.001, max_value=1.0), st.booleans())
+def test_tail_invariants(steps, strength, fix):
+    n, t_enc = sch.img2img_steps(steps, strength, fix)
+    sigmas = sch.sigmas_karras(n, 0.03, 14.6)
+    tail = sch.sigma_tail(sigmas, t_enc)
+    assert len(tail) == t_enc + 2 and float(tail[-1]) == 0.0
+    assert len(tail) - 1 == (steps if fix else t_enc + 1) <= max(steps, 1)
+    assert torch.equal(tail, sigmas[len(sigmas) - len(tail) :])
