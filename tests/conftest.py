@@ -6,3 +6,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+# Tiny models gain nothing from threads, and two threads fighting other processes for two cores
+# spin-wait for seconds per call; one thread keeps the suite fast and its timings stable.
+torch.set_num_threads(1)

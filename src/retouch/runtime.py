@@ -62,6 +62,17 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def _place(module: Any, device: torch.device, dtype: torch.dtype) -> None:
+    """Move ``module`` to ``device`` and cast it to ``dtype`` only when it differs, in eval mode.
+
+    The cast goes through ``torch.nn.Module.to``: diffusers 0.42's ``ModelMixin.to`` warns about
+    "modules that should be kept in float32" on every dtype cast even when that list is empty.
+    """
+    module.to(device).eval()
+    if next(module.parameters()).dtype != dtype:
+        torch.nn.Module.to(module, dtype=dtype)
+
+
 class Runtime:
     """Owns the bundle's modules on one device and dtype; encodes text, runs the UNet and the VAE."""
 
@@ -69,10 +80,9 @@ class Runtime:
         self.model = model
         self.device = choose_device(device)
         self.dtype = choose_dtype(precision, self.device)
-        model.unet.to(self.device, self.dtype).eval()
-        for encoder in model.text_encoders:
-            encoder.to(self.device, self.dtype).eval()
-        model.vae.to(self.device, torch.float32).eval()
+        for module in (model.unet, *model.text_encoders):
+            _place(module, self.device, self.dtype)
+        _place(model.vae, self.device, torch.float32)
         self.model_sigmas = model_sigmas(model.alphas_cumprod).to(torch.float32)
         self._text_cache: OrderedDict[tuple[str, int], TextConditioning] = OrderedDict()
         self._notices: list[str] = []
