@@ -74,7 +74,7 @@ class Job:
         self.preview: Any = None
         self.preview_wanted = False
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._skip_batch: int | None = None
+        self._skip_pending = False
         self.version = 0
 
     # -- flags the engine polls -------------------------------------------------------------------
@@ -83,12 +83,15 @@ class Job:
         return self.interrupted or self.cancel_requested
 
     def should_skip(self) -> bool:
-        """True while the batch that was running when ``skip`` was asked is still the current one."""
-        return self._skip_batch is not None and self._skip_batch == self.job_no
+        """True once per skip request: the engine reads it as "end the current batch" (spec §5.6)."""
+        if self._skip_pending:
+            self._skip_pending = False
+            return True
+        return False
 
     def request_skip(self) -> None:
         self.skipped = True
-        self._skip_batch = self.job_no
+        self._skip_pending = True
         self.version += 1
 
     def on_step(self, job_no: int, job_count: int, step: int, steps: int) -> None:
