@@ -212,3 +212,58 @@ def test_bf16_stays_close_to_fp32() -> None:
     psnr = 10 * np.log10(255.0**2 / max(mse, 1e-9))
     assert psnr > 25, psnr
     assert torch.get_default_dtype() == torch.float32
+
+
+def _zero_unet_engine() -> Engine:
+    """A tiny model whose UNet predicts eps = 0, so x0 = x: samplers leave x where the noising put it."""
+    model = tiny_model(seed=0)
+    with torch.no_grad():
+        model.unet.conv_out.weight.zero_()
+        model.unet.conv_out.bias.zero_()
+    return Engine(model, precision="fp32")
+
+
+@pytest.mark.parametrize(("multiplier", "extra"), [(1.0, 0.0), (0.5, 0.0), (1.0, 0.3)])
+def test_noising_is_init_plus_sigma_start_times_scaled_noise(multiplier: float, extra: float) -> None:
+    from retouch.sampling.noise import ImageNoise
+    from retouch.sampling.registry import build_sigmas, get_sampler
+    from retouch.sampling.schedules import sigma_tail
+
+    eng = _zero_unet_engine()
+    job = _job(sampler_name="Euler", steps=10, denoising_strength=0.5, initial_noise_multiplier=multiplier,
+               img2img_extra_noise=extra)
+    out = eng.run(job).images[0]
+    init = eng.runtime.encode([_scene()], [1234])
+    eps = ImageNoise([1234], [job.subseed], 0.0, (4, SIZE // 8, SIZE // 8)).first() * multiplier
+    sigmas = build_sigmas(get_sampler("Euler"), "Automatic", 10, eng.runtime.model_sigmas)
+    start = sigma_tail(sigmas, 5)[0]
+    assert start == sigmas[4]  # t_enc = int(0.5 * 10) = 5 -> start index N - t_enc - 1 = 4
+    expected = eng.runtime.decode(init + eps * start + eps * extra)[0]
+    assert out.tobytes() == expected.tobytes()
+
+
+def test_every_sampler_runs_end_to_end(engine: Engine) -> None:
+    from retouch.sampling.registry import SAMPLERS
+
+    for name in SAMPLERS:
+        res = engine.run(_job(sampler_name=name, steps=3, denoising_strength=0.9))
+        assert res.images[0].size == (SIZE, SIZE), name
+        assert parse_infotext(res.infotexts[0])["Sampler"] == name
+
+
+def test_sampler_name_with_schedule_suffix_is_split(engine: Engine) -> None:
+    res = engine.run(_job(sampler_name="DPM++ 2M Karras", steps=3))
+    assert (res.sampler_name, res.scheduler) == ("DPM++ 2M", "Karras")
+    assert parse_infotext(res.infotexts[0])["Schedule type"] == "Karras"
+    with pytest.raises(ParamError, match="Karras"):
+        engine.run(_job(scheduler="Karas"))
+
+
+def test_latent_mask_drives_the_latent_blend_but_not_the_overlay() -> None:
+    eng = _zero_unet_engine()
+    # the latent mask covers nothing: the latent stays the clean init latent everywhere
+    job = _job(mask=_square_mask(), mask_blur=0, inpaint_full_res=False, inpainting_fill=MaskedContent.ORIGINAL,
+               latent_mask=Image.new("L", (SIZE, SIZE), 0), overlay_inpaint=False)
+    out = eng.run(job).images[0]
+    init = eng.runtime.encode([_scene()], [1234])
+    assert out.tobytes() == eng.runtime.decode(init)[0].tobytes()
