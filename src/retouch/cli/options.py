@@ -1,0 +1,305 @@
+"""The generating commands' options, declared once, and their translation into Img2Img fields.
+
+Options are listed as ``inspect.Parameter`` objects carrying Typer annotations, grouped (generation,
+mask, device), and :func:`with_options` gives a command function the signature of the groups it
+takes: Typer reads that signature, so ``img2img``, ``inpaint`` and ``batch`` share one declaration of
+each option instead of three copies.
+
+Defaults are A1111's web UI defaults (``retouch.params.UI_DEFAULTS``: DPM++ 2M, 20 steps, masked
+content "original", whole picture, padding 32), not its API defaults. One deliberate difference: with
+neither ``--size`` nor ``--scale-by`` the processing size is the input's own size floored to a multiple
+of 8 (A1111's "Resize by 1"), not a fixed 512x512, which would squash most photos.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from retouch.cli.errors import CliError
+from retouch.params import UI_DEFAULTS, MaskedContent, ResizeMode
+
+__all__ = [
+    "ResizeChoice",
+    "MaskedChoice",
+    "AreaChoice",
+    "PrecisionChoice",
+    "GENERATION",
+    "MASK",
+    "DEVICE",
+    "with_options",
+    "job_fields",
+    "processing_size",
+    "UI_JOB_DEFAULTS",
+]
+
+
+class ResizeChoice(str, Enum):
+    just = "just"
+    crop = "crop"
+    fill = "fill"
+    latent = "latent"
+
+
+class MaskedChoice(str, Enum):
+    fill = "fill"
+    original = "original"
+    latent_noise = "latent-noise"
+    latent_nothing = "latent-nothing"
+
+
+class AreaChoice(str, Enum):
+    whole = "whole"
+    only_masked = "only-masked"
+
+
+class PrecisionChoice(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+_RESIZE = {
+    ResizeChoice.just: ResizeMode.JUST_RESIZE,
+    ResizeChoice.crop: ResizeMode.CROP_AND_RESIZE,
+    ResizeChoice.fill: ResizeMode.RESIZE_AND_FILL,
+    ResizeChoice.latent: ResizeMode.LATENT_UPSCALE,
+}
+_MASKED = {
+    MaskedChoice.fill: MaskedContent.FILL,
+    MaskedChoice.original: MaskedContent.ORIGINAL,
+    MaskedChoice.latent_noise: MaskedContent.LATENT_NOISE,
+    MaskedChoice.latent_nothing: MaskedContent.LATENT_NOTHING,
+}
+
+#: Img2Img fields the UI sets that no option covers.
+UI_JOB_DEFAULTS: dict[str, Any] = {
+    "seed_resize_from_w": UI_DEFAULTS["seed_resize_from_w"],
+    "seed_resize_from_h": UI_DEFAULTS["seed_resize_from_h"],
+}
+
+
+def _opt(name: str, kind: Any, default: Any, *flags: str, help: str, **kw: Any) -> inspect.Parameter:
+    annotation = Annotated[kind, typer.Option(*flags, help=help, **kw)]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+_UI_CFG = 7  # the UI slider's 7 (written "CFG scale: 7", spec §6.3)
+
+GENERATION: tuple[inspect.Parameter, ...] = (
+    _opt("prompt", str, "", "--prompt", "-p", help="Prompt."),
+    _opt("negative", str, "", "--negative", "-n", help="Negative prompt."),
+    _opt(
+        "model",
+        str,
+        "demo",
+        "--model",
+        "-m",
+        help="Checkpoint file or diffusers folder ('demo': the bundled model).",
+    ),
+    _opt("vae", Path | None, None, "--vae", help="External VAE file replacing the checkpoint's."),
+    _opt(
+        "steps",
+        int,
+        UI_DEFAULTS["steps"],
+        "--steps",
+        help="Sampling steps (img2img runs about steps x denoise).",
+    ),
+    _opt("denoise", float, 0.75, "--denoise", "-d", help="Denoising strength, 0 to 1."),
+    _opt("cfg", float, float(_UI_CFG), "--cfg", help="CFG scale."),
+    _opt(
+        "image_cfg",
+        float,
+        UI_DEFAULTS["image_cfg_scale"],
+        "--image-cfg",
+        help="Image CFG scale (pix2pix models).",
+    ),
+    _opt("sampler", str, UI_DEFAULTS["sampler_name"], "--sampler", "-s", help="Sampler, by A1111 name."),
+    _opt(
+        "scheduler",
+        str,
+        "Automatic",
+        "--scheduler",
+        help="Schedule type (Automatic, Karras, Exponential, ...).",
+    ),
+    _opt("seed", int, -1, "--seed", help="Seed; -1 for a random one."),
+    _opt("subseed", int, -1, "--subseed", help="Variation seed; -1 for a random one."),
+    _opt("subseed_strength", float, 0.0, "--subseed-strength", help="Variation strength, 0 to 1."),
+    _opt(
+        "size", str | None, None, "--size", help="Processing size WIDTHxHEIGHT (default: the input's size)."
+    ),
+    _opt(
+        "scale_by", float | None, None, "--scale-by", help="Processing size as a factor of the input's size."
+    ),
+    _opt(
+        "resize_mode",
+        ResizeChoice,
+        ResizeChoice.just,
+        "--resize-mode",
+        help="How the input is fitted to the size.",
+    ),
+    _opt("batch_size", int, 1, "--batch-size", help="Images per sampler run."),
+    _opt("batch_count", int, 1, "--batch-count", help="Sampler runs per input."),
+    _opt("clip_skip", int, 1, "--clip-skip", help="CLIP layers to skip from the end."),
+    _opt("noise_multiplier", float, 1.0, "--noise-multiplier", help="Initial noise multiplier for img2img."),
+    _opt(
+        "color_correction",
+        bool,
+        False,
+        "--color-correction",
+        help="Match the output's colours to the input's.",
+    ),
+    _opt(
+        "from_infotext",
+        Path | None,
+        None,
+        "--from-infotext",
+        help="Re-run with the settings stored in this image.",
+    ),
+)
+
+MASK: tuple[inspect.Parameter, ...] = (
+    _opt("mask_blur", int, 4, "--mask-blur", help="Mask blur (both axes), pixels."),
+    _opt(
+        "mask_blur_x", int | None, None, "--mask-blur-x", help="Horizontal mask blur (overrides --mask-blur)."
+    ),
+    _opt(
+        "mask_blur_y", int | None, None, "--mask-blur-y", help="Vertical mask blur (overrides --mask-blur)."
+    ),
+    _opt("invert_mask", bool, False, "--invert-mask", help="Inpaint the unmasked area instead."),
+    _opt(
+        "masked_content",
+        MaskedChoice,
+        MaskedChoice.original,
+        "--masked-content",
+        help="Start of the masked area.",
+    ),
+    _opt(
+        "area",
+        AreaChoice,
+        AreaChoice.whole,
+        "--area",
+        help="Inpaint area: the whole picture or only the masked part.",
+    ),
+    _opt(
+        "padding",
+        int,
+        UI_DEFAULTS["inpaint_full_res_padding"],
+        "--padding",
+        help="Padding around the masked part, pixels.",
+    ),
+    _opt("no_mask_round", bool, False, "--no-mask-round", help="Keep soft latent mask edges (no rounding)."),
+)
+
+DEVICE: tuple[inspect.Parameter, ...] = (
+    _opt("precision", PrecisionChoice, PrecisionChoice.auto, "--precision", help="Compute precision."),
+    _opt("device", str | None, None, "--device", help="torch device (default: cuda if available, else cpu)."),
+)
+
+
+def with_options(*groups: Iterable[inspect.Parameter]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a ``(ctx, **opts)`` command function the signature of its own parameters plus ``groups``."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        own = [
+            p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD
+        ]
+        extra = [p for group in groups for p in group]
+        fn.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
+
+
+def _cfg(value: float) -> int | float:
+    """The UI sends integral slider values as ints (``CFG scale: 7``), so do the same."""
+    return int(value) if float(value).is_integer() else value
+
+
+_FIELDS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "prompt": lambda v: {"prompt": v},
+    "negative": lambda v: {"negative_prompt": v},
+    "steps": lambda v: {"steps": v},
+    "denoise": lambda v: {"denoising_strength": v},
+    "cfg": lambda v: {"cfg_scale": _cfg(v)},
+    "image_cfg": lambda v: {"image_cfg_scale": v},
+    "sampler": lambda v: {"sampler_name": v},
+    "scheduler": lambda v: {"scheduler": v},
+    "seed": lambda v: {"seed": v},
+    "subseed": lambda v: {"subseed": v},
+    "subseed_strength": lambda v: {"subseed_strength": v},
+    "resize_mode": lambda v: {"resize_mode": _RESIZE[ResizeChoice(v)]},
+    "batch_size": lambda v: {"batch_size": v},
+    "batch_count": lambda v: {"n_iter": v},
+    "clip_skip": lambda v: {"clip_skip": v},
+    "noise_multiplier": lambda v: {"initial_noise_multiplier": v},
+    "color_correction": lambda v: {"img2img_color_correction": bool(v)},
+    "mask_blur": lambda v: {"mask_blur": v},
+    "invert_mask": lambda v: {"inpainting_mask_invert": int(bool(v))},
+    "masked_content": lambda v: {"inpainting_fill": _MASKED[MaskedChoice(v)]},
+    "area": lambda v: {"inpaint_full_res": AreaChoice(v) is AreaChoice.only_masked},
+    "padding": lambda v: {"inpaint_full_res_padding": v},
+    "no_mask_round": lambda v: {"mask_round": not v},
+}
+
+
+def job_fields(
+    opts: Mapping[str, Any], explicit: Iterable[str], recalled: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Img2Img keyword arguments: option defaults < infotext values (``recalled``) < explicit options."""
+    explicit = set(explicit)
+    fields: dict[str, Any] = dict(UI_JOB_DEFAULTS)
+    for name, convert in _FIELDS.items():
+        if name in opts:
+            fields.update(convert(opts[name]))
+    fields.update(recalled)
+    for name in explicit & _FIELDS.keys():
+        fields.update(_FIELDS[name](opts[name]))
+    fields.pop("width", None)
+    fields.pop("height", None)
+    if opts.get("mask_blur_x") is not None or opts.get("mask_blur_y") is not None:
+        blur = fields.pop("mask_blur", None)
+        blur = 4 if blur is None else blur
+        x, y = opts.get("mask_blur_x"), opts.get("mask_blur_y")
+        fields.update(
+            mask_blur=None, mask_blur_x=blur if x is None else x, mask_blur_y=blur if y is None else y
+        )
+    return fields
+
+
+_WXH = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def processing_size(
+    opts: Mapping[str, Any], explicit: Iterable[str], recalled: Mapping[str, Any], image_size: tuple[int, int]
+) -> tuple[int, int]:
+    """(width, height): ``--size``, else ``--scale-by``, else the infotext's Size, else the input's size
+    floored to a multiple of 8 (A1111's "Resize by": ``int(w * scale)`` minus ``% 8``)."""
+    explicit = set(explicit)
+    size, scale = opts.get("size"), opts.get("scale_by")
+    if size is not None and scale is not None:
+        raise CliError("give either --size or --scale-by, not both")
+    if size is not None:
+        m = _WXH.match(size)
+        if m is None:
+            raise CliError(f"--size must look like WIDTHxHEIGHT, e.g. 512x768; got {size!r}")
+        return int(m.group(1)), int(m.group(2))
+    if scale is None and "width" in recalled and "height" in recalled and "scale_by" not in explicit:
+        return int(recalled["width"]), int(recalled["height"])
+    factor = 1.0 if scale is None else scale
+    if not factor > 0:
+        raise CliError(f"--scale-by must be a positive number; got {factor}")
+    w, h = int(image_size[0] * factor), int(image_size[1] * factor)
+    w, h = w - w % 8, h - h % 8
+    if w < 8 or h < 8:
+        raise CliError(
+            f"the input is {image_size[0]}x{image_size[1]}; scaled by {factor} it is smaller than 8x8 pixels"
+        )
+    return w, h
