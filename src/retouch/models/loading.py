@@ -64,13 +64,21 @@ def _torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals(_PICKLE_ALLOWED):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = f"`{found[1]}`" if found else "a non-weights object"
-        raise UnsafeCheckpointError(
-            f"refused to load {path}: the pickle asks to import {what}, which is not part of a weights "
-            "file; unpickling it could run arbitrary code from the file, so it was not loaded (nothing in "
-            "it ran). Use a .safetensors version of this model."
-        ) from None
+        raise UnsafeCheckpointError(f"refused to load {path}: {_pickle_problem(str(exc))}") from None
+
+
+def _pickle_problem(message: str) -> str:
+    """Why torch's weights-only unpickler stopped, in one sentence for the user."""
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    if found:
+        detail = f"the pickle asks to import `{found[1]}`, which a weights file never needs"
+    else:
+        reason = re.search(r"WeightsUnpickler error:\s*(.+)", message)
+        detail = f"the pickle uses features a plain weights file does not ({reason[1].strip() if reason else 'unknown'})"
+    return (
+        f"{detail}; unpickling it fully could run arbitrary code from the file, so it was not unpickled "
+        "(nothing in it ran). Use a .safetensors version of this model."
+    )
 
 
 def _normalize_keys(sd: Tensors) -> Tensors:
