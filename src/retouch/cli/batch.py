@@ -17,18 +17,24 @@ finished batch writes nothing and loads no model). A summary line ends the run; 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from retouch.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError
-from retouch.cli.jobs import Settings, build_job, read_image, read_mask
+from retouch.cli.jobs import Settings, build_job, load_engine, read_image, read_mask
 from retouch.cli.options import job_fields
 from retouch.cli.outputs import batch_names
 from retouch.cli.progress import Progress, StopFlag, catch_interrupt
 from retouch.cli.run import Session, generate
 from retouch.formats.png import save_png
+from retouch.params import Img2Img
+
+if TYPE_CHECKING:
+    from retouch.engine import Engine
 
 __all__ = ["list_files", "match_masks", "BatchReport", "run_batch"]
 
@@ -90,14 +96,51 @@ def _pending(inputs: list[Path], outdir: Path, count: int, report: BatchReport) 
     return pending
 
 
-def _one(
-    settings: Settings, path: Path, mask_path: Path | None, needs_mask: bool
-) -> tuple[Image.Image, Image.Image | None]:
-    if needs_mask and mask_path is None:
-        raise CliError(f"no mask named {path.stem}.* in the mask folder")
-    image = read_image(path)
-    mask = read_mask(mask_path, image, path) if mask_path is not None else None
-    return image, mask
+@dataclass
+class _Batch:
+    """One batch run's fixed parts: where things go and how many images each input gives."""
+
+    settings: Settings
+    outdir: Path
+    masks: dict[Path, Path | None]
+    needs_mask: bool
+    count: int
+    report: BatchReport
+    progress: Progress
+    stop: StopFlag
+
+    def load(self, path: Path) -> Img2Img:
+        """The job for one input; CliError for a missing mask or an unusable image or mask."""
+        image = read_image(path)
+        mask_path = self.masks[path]
+        if self.needs_mask and mask_path is None:
+            raise CliError(f"no mask named {path.stem}.* in the mask folder")
+        mask = read_mask(mask_path, image, path) if mask_path is not None else None
+        return build_job(self.settings, image, mask)
+
+    def process(self, engine: Callable[[], Engine], path: Path) -> None:
+        """Generate for one input and write its missing outputs; a bad input is reported, not fatal.
+
+        ``engine`` is called only once an input proved usable, so a run where every remaining input
+        is bad never loads the model."""
+        try:
+            job = self.load(path)
+        except CliError as exc:
+            self.report.failed.append((path, str(exc)))
+            self.progress.message(f"skipped {path}: {exc}", err=True)
+            return
+        outcome = generate(engine(), job, self.progress, self.stop)
+        names = batch_names(path.stem, self.count)
+        for name, image, text in zip(names, outcome.images, outcome.infotexts, strict=False):
+            self.outdir.mkdir(parents=True, exist_ok=True)
+            try:
+                saved = save_png(image, self.outdir / name, text, overwrite=False)
+            except FileExistsError:  # written by an earlier, interrupted run
+                continue
+            self.report.images += 1
+            self.progress.message(f"saved {saved}")
+        if not outcome.interrupted:
+            self.report.done.append(path)
 
 
 def run_batch(
@@ -114,45 +157,28 @@ def run_batch(
         raise CliError("the output folder must differ from the input folder")
     masks = match_masks(inputs, mask_dir, mask_file)
     fields = job_fields(settings.opts, settings.explicit, settings.recalled)
-    count = int(fields["batch_size"]) * int(fields["n_iter"])
+    n_iter, count = int(fields["n_iter"]), int(fields["batch_size"]) * int(fields["n_iter"])
     build_job(settings, Image.new("RGB", (512, 512)), None)  # bad options fail once, before any file
     report = BatchReport()
     pending = _pending(inputs, outdir, count, report)
-    progress = Progress(len(pending) * int(fields["n_iter"]), len(pending) * count)
+    progress = Progress(len(pending) * n_iter, len(pending) * count)
     for path, reason in report.failed:
         progress.message(f"skipped {path}: {reason}", err=True)
-    stop = StopFlag()
-    if pending:
-        opts = settings.opts
-        engine = session.engine(
-            opts["model"], opts.get("vae"), opts.get("device"), str(opts["precision"].value)
-        )
-        outdir.mkdir(parents=True, exist_ok=True)
-        with catch_interrupt(stop, lambda text: progress.message(text, err=True)):
-            for path in pending:
-                if stop():
-                    break
-                try:
-                    image, mask = _one(settings, path, masks[path], mask_dir is not None)
-                    job = build_job(settings, image, mask)
-                except CliError as exc:
-                    report.failed.append((path, str(exc)))
-                    progress.message(f"skipped {path}: {exc}", err=True)
-                    continue
-                outcome = generate(engine, job, progress, stop)
-                for name, img, text in zip(
-                    batch_names(path.stem, count), outcome.images, outcome.infotexts, strict=False
-                ):
-                    try:
-                        saved = save_png(img, outdir / name, text, overwrite=False)
-                    except FileExistsError:
-                        continue
-                    report.images += 1
-                    progress.message(f"saved {saved}")
-                if not outcome.interrupted:
-                    report.done.append(path)
+    batch = _Batch(settings, outdir, masks, mask_dir is not None, count, report, progress, StopFlag())
+    loaded: list[Engine] = []
+
+    def engine() -> Engine:
+        if not loaded:
+            loaded.append(load_engine(session, settings, progress))
+        return loaded[0]
+
+    with catch_interrupt(batch.stop, lambda text: progress.message(text, err=True)):
+        for path in pending:
+            if batch.stop():
+                break
+            batch.process(engine, path)
     progress.close()
-    progress.message(report.summary(stop()))
-    if stop():
+    progress.message(report.summary(batch.stop()))
+    if batch.stop():
         return EXIT_INTERRUPTED
     return EXIT_FAILED if report.failed else EXIT_OK

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -22,7 +22,10 @@ from retouch.cli.run import Session, check_job, generate
 from retouch.formats.images import DEFAULT_MAX_PIXELS, ImageDecodeError, open_image
 from retouch.params import Img2Img, ParamError
 
-__all__ = ["Settings", "settings_from", "read_image", "read_mask", "build_job", "run_inputs"]
+if TYPE_CHECKING:
+    from retouch.engine import Engine
+
+__all__ = ["Settings", "settings_from", "read_image", "read_mask", "build_job", "load_engine", "run_inputs"]
 
 
 @dataclass
@@ -85,6 +88,19 @@ def build_job(settings: Settings, image: Image.Image, mask: Image.Image | None) 
     return job
 
 
+def load_engine(session: Session, settings: Settings, progress: Progress) -> Engine:
+    """The session's engine for ``--model``/``--vae``/``--device``/``--precision``; with
+    ``--from-infotext``, a note when the infotext names another model."""
+    opts = settings.opts
+    precision = getattr(opts["precision"], "value", opts["precision"])
+    engine = session.engine(opts["model"], opts.get("vae"), opts.get("device"), str(precision))
+    if settings.infotext is not None:
+        note = model_mismatch(settings.infotext, engine.model.name, engine.model.hash)
+        if note:
+            progress.message(note, err=True)
+    return engine
+
+
 def _report_comments(progress: Progress, comments: list[str], seen: set[str]) -> None:
     for comment in comments:
         if comment not in seen:
@@ -96,19 +112,14 @@ def run_inputs(
     session: Session, settings: Settings, inputs: list[Path], mask_path: Path | None, outdir: Path
 ) -> int:
     """Generate for every input (each with the same mask, if any); save ``NNNNN-SEED.png`` files."""
-    opts = settings.opts
     jobs = []
     for path in inputs:
         image = read_image(path)
         mask = read_mask(mask_path, image, path) if mask_path is not None else None
         jobs.append(build_job(settings, image, mask))
-    engine = session.engine(opts["model"], opts.get("vae"), opts.get("device"), str(opts["precision"].value))
     batch_size, n_iter = jobs[0].batch_size, jobs[0].n_iter
     progress = Progress(len(jobs) * n_iter, len(jobs) * n_iter * batch_size)
-    if settings.infotext is not None:
-        note = model_mismatch(settings.infotext, engine.model.name, engine.model.hash)
-        if note:
-            progress.message(note, err=True)
+    engine = load_engine(session, settings, progress)
     stop, saved, discarded = StopFlag(), 0, 0
     seen: set[str] = set()
     with catch_interrupt(stop, lambda text: progress.message(text, err=True)):
