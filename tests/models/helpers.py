@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from retouch.models.bundle import ModelBundle
 from retouch.models.families import FAMILIES
+from retouch.models.loading import bundled_configs
 
 ALL_FAMILIES = list(FAMILIES)
 
@@ -48,3 +50,20 @@ def text_outputs(encoder: torch.nn.Module, tokenizer: object, prompt: str = "a p
     out = encoder(ids, output_hidden_states=True)
     pooled = out.text_embeds if hasattr(out, "text_embeds") else out.pooler_output
     return [out.last_hidden_state, out.hidden_states[-2], pooled]
+
+
+def meta_bundle(family_name: str) -> ModelBundle:
+    """A full-size model of the family built from the bundled configs with meta (shape-only) tensors."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    family = FAMILIES[family_name]
+    configs = bundled_configs(family)
+    encoders = []
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(configs["unet"])
+        vae = AutoencoderKL.from_config(configs["vae"])
+        for i, key in enumerate(("text_encoder", "text_encoder_2")[: 2 if family.is_sdxl else 1]):
+            cfg = CLIPTextConfig(**{k: v for k, v in configs[key].items() if k not in ("architectures", "model_type")})
+            encoders.append((CLIPTextModelWithProjection if i else CLIPTextModel)(cfg))
+    return ModelBundle(family, unet, vae, tuple(encoders), ())

@@ -37,7 +37,7 @@ from retouch.models.hashing import model_hash
 from retouch.models.ldm_layout import CONFIG_METADATA_KEY
 from retouch.models.tokenizers import CONFIG_ROOT, clip_tokenizer
 
-__all__ = ["load_model", "read_state_dict", "UnsafeCheckpointError", "DEMO_MODEL_PATH", "SINGLE_FILE_SUFFIXES"]
+__all__ = ["load_model", "read_state_dict", "bundled_configs", "probe_v_prediction", "UnsafeCheckpointError", "DEMO_MODEL_PATH", "SINGLE_FILE_SUFFIXES"]
 
 DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "demo" / "demo.safetensors"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
@@ -136,6 +136,11 @@ def _component_configs(family: Family, metadata: dict[str, str], config_dir: Pat
         else:
             configs[name] = _json(folder / name / "config.json")
     return configs
+
+
+def bundled_configs(family: Family) -> dict[str, dict[str, Any]]:
+    """The family's bundled unet/vae/text_encoder(_2) configs (dicts for ``from_config``/``CLIPTextConfig``)."""
+    return _component_configs(family, {}, None)
 
 
 def _tokenizers(family: Family) -> tuple[Any, ...]:
