@@ -86,6 +86,13 @@ UI_JOB_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _in_panel(panel: str, params: tuple[inspect.Parameter, ...]) -> tuple[inspect.Parameter, ...]:
+    """The same options shown under their own heading in ``--help``."""
+    for param in params:
+        param.annotation.__metadata__[0].rich_help_panel = panel
+    return params
+
+
 def _opt(name: str, kind: Any, default: Any, *flags: str, help: str, **kw: Any) -> inspect.Parameter:
     annotation = Annotated[kind, typer.Option(*flags, help=help, **kw)]
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
@@ -165,42 +172,64 @@ GENERATION: tuple[inspect.Parameter, ...] = (
     ),
 )
 
-MASK: tuple[inspect.Parameter, ...] = (
-    _opt("mask_blur", int, 4, "--mask-blur", help="Mask blur (both axes), pixels."),
-    _opt(
-        "mask_blur_x", int | None, None, "--mask-blur-x", help="Horizontal mask blur (overrides --mask-blur)."
+MASK: tuple[inspect.Parameter, ...] = _in_panel(
+    "Inpainting",
+    (
+        _opt("mask_blur", int, 4, "--mask-blur", help="Mask blur (both axes), pixels."),
+        _opt(
+            "mask_blur_x",
+            int | None,
+            None,
+            "--mask-blur-x",
+            help="Horizontal mask blur (overrides --mask-blur).",
+        ),
+        _opt(
+            "mask_blur_y",
+            int | None,
+            None,
+            "--mask-blur-y",
+            help="Vertical mask blur (overrides --mask-blur).",
+        ),
+        _opt("invert_mask", bool, False, "--invert-mask", help="Inpaint the unmasked area instead."),
+        _opt(
+            "masked_content",
+            MaskedChoice,
+            MaskedChoice.original,
+            "--masked-content",
+            help="Start of the masked area.",
+        ),
+        _opt(
+            "area",
+            AreaChoice,
+            AreaChoice.whole,
+            "--area",
+            help="Inpaint area: the whole picture or only the masked part.",
+        ),
+        _opt(
+            "padding",
+            int,
+            UI_DEFAULTS["inpaint_full_res_padding"],
+            "--padding",
+            help="Padding around the masked part, pixels.",
+        ),
+        _opt(
+            "no_mask_round", bool, False, "--no-mask-round", help="Keep soft latent mask edges (no rounding)."
+        ),
     ),
-    _opt(
-        "mask_blur_y", int | None, None, "--mask-blur-y", help="Vertical mask blur (overrides --mask-blur)."
-    ),
-    _opt("invert_mask", bool, False, "--invert-mask", help="Inpaint the unmasked area instead."),
-    _opt(
-        "masked_content",
-        MaskedChoice,
-        MaskedChoice.original,
-        "--masked-content",
-        help="Start of the masked area.",
-    ),
-    _opt(
-        "area",
-        AreaChoice,
-        AreaChoice.whole,
-        "--area",
-        help="Inpaint area: the whole picture or only the masked part.",
-    ),
-    _opt(
-        "padding",
-        int,
-        UI_DEFAULTS["inpaint_full_res_padding"],
-        "--padding",
-        help="Padding around the masked part, pixels.",
-    ),
-    _opt("no_mask_round", bool, False, "--no-mask-round", help="Keep soft latent mask edges (no rounding)."),
 )
 
-DEVICE: tuple[inspect.Parameter, ...] = (
-    _opt("precision", PrecisionChoice, PrecisionChoice.auto, "--precision", help="Compute precision."),
-    _opt("device", str | None, None, "--device", help="torch device (default: cuda if available, else cpu)."),
+DEVICE: tuple[inspect.Parameter, ...] = _in_panel(
+    "Device",
+    (
+        _opt("precision", PrecisionChoice, PrecisionChoice.auto, "--precision", help="Compute precision."),
+        _opt(
+            "device",
+            str | None,
+            None,
+            "--device",
+            help="torch device (default: cuda if available, else cpu).",
+        ),
+    ),
 )
 
 
