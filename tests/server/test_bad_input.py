@@ -73,6 +73,8 @@ def test_malformed_json_and_wrong_body_type(client: TestClient) -> None:
     check(r, 422, "request body is not valid JSON")
     check(client.post("/sdapi/v1/img2img", json=[1, 2]), 422, "Input should be a valid dictionary")
     check(client.post("/sdapi/v1/img2img"), 422, "Field required")
+    r = client.post("/sdapi/v1/img2img", content=b'{"prompt": "\xff"}', headers={"content-type": "application/json"})
+    check(r, 400, "request body could not be read (UnicodeDecodeError", "send a UTF-8 JSON object")
 
 
 def test_image_and_mask_over_the_pixel_limit(make_client: Any) -> None:

@@ -165,3 +165,16 @@ def test_duplicate_job_id_and_stop_cancels_queue(runner: Blocking) -> None:
     q.stop()
     assert waiting.status is JobStatus.CANCELLED or waiting.status is JobStatus.DONE
     assert running.future.done()
+
+
+def test_job_whose_client_went_away_is_skipped(queue: JobQueue, runner: Blocking) -> None:
+    first = queue.submit("a", job_count=1)
+    assert runner.started.acquire(timeout=5)
+    gone = queue.submit("gone", job_count=1)
+    assert gone.future.cancel()  # what asyncio.wrap_future does when the awaiting request is cancelled
+    after = queue.submit("after", job_count=1)
+    assert not first.future.cancel()  # a running job's future can no longer be cancelled
+    runner.go.set()
+    assert after.future.result(5) == "result-after"
+    assert runner.order == ["a", "after"] and gone.status is JobStatus.CANCELLED
+    assert first.future.result(5) == "result-a"

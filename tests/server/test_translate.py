@@ -93,6 +93,18 @@ def test_request_field_beats_override_which_beats_server_option() -> None:
     assert build(options).job.clip_skip == 3
 
 
+def test_eta_options_apply_by_sampler_kind() -> None:
+    options = {**default_options(NAMES[0]), "eta_ancestral": 0.5, "eta_ddim": 0.3}
+    assert build(options, sampler_name="Euler a").job.eta == 0.5
+    assert build(options, sampler_name="DDIM").job.eta == 0.3
+    assert build(options, sampler_name="Euler").job.eta is None  # Euler takes no eta
+    assert build(options, sampler_name="Euler a", eta=0.7).job.eta == 0.7  # the request wins
+    assert build(sampler_name="Euler a").job.eta is None  # default 1.0: left to the engine
+    assert build(sampler_name="Euler a", override_settings={"eta_ancestral": 0.25}).job.eta == 0.25
+    with pytest.raises(ParamError, match="eta must be in"):
+        build(override_settings={"eta_ddim": -1.0})
+
+
 def test_unknown_option_is_refused_with_supported_list() -> None:
     with pytest.raises(ParamError) as e:
         build(override_settings={"sd_model_checkpoint": NAMES[1], "bogus_option": 1, "another": 2})

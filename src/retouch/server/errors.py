@@ -86,7 +86,11 @@ def install_error_handlers(app: FastAPI, model_fields: tuple[str, ...] = ()) -> 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, "HTTPException", exc.detail, headers=exc.headers)
+        detail = exc.detail
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not decode the body
+            cause = exc.__cause__
+            detail = f"request body could not be read ({type(cause).__name__}: {cause}); send a UTF-8 JSON object"
+        return error_response(exc.status_code, "HTTPException", detail, headers=exc.headers)
 
     @app.exception_handler(ParamError)
     async def _param(request: Request, exc: ParamError) -> JSONResponse:

@@ -256,6 +256,10 @@ class JobQueue:
                 if self._stopping:
                     return
                 job = self._queue.popleft()
+                if not job.future.set_running_or_notify_cancel():  # its waiting client went away
+                    self._cancel_queued(job)
+                    self._retire(job)
+                    continue
                 job.status = JobStatus.RUNNING
                 job.started = time.time()
                 self._current = job
@@ -290,6 +294,8 @@ class JobQueue:
             job.error = exc
         job.status = status
         job.version += 1
+        if job.future.done():  # cancelled by its waiting client: nobody to tell
+            return
         if exc is not None:
             job.future.set_exception(exc)
         else:

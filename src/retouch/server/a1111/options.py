@@ -5,7 +5,8 @@ A1111 keeps these as process-wide options; ``override_settings`` changes them fo
 of :class:`retouch.params.Img2Img` (:data:`OPTION_FIELDS`), so a job carries its own values: a job
 snapshots the server defaults when it is submitted, and neither an override nor a later
 ``POST /options`` can change a job already queued or running. Any other option name is refused with
-the list of supported names.
+the list of supported names. ``eta_ancestral`` / ``eta_ddim`` become the job's ``eta`` when the request
+gives none and the sampler uses eta (ancestral/SDE samplers / DDIM, by the sampler's default eta).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Options(BaseModel):
     s_tmax: float | None = None
     s_noise: float | None = None
     s_min_uncond: float | None = None
+    eta_ancestral: float | None = None
+    eta_ddim: float | None = None
 
 
 SUPPORTED = tuple(Options.model_fields)
@@ -89,6 +92,8 @@ def default_options(model_title: str) -> dict[str, Any]:
         "enable_pnginfo": True,
         "live_previews_enable": True,
         "show_progress_every_n_steps": 10,
+        "eta_ancestral": 1.0,
+        "eta_ddim": 0.0,
     }
     values.update({opt: _field_default(field) for opt, field in OPTION_FIELDS.items()})
     return values
@@ -133,6 +138,9 @@ def _check_values(values: dict[str, Any], *, where: str, model_names: tuple[str,
         raise ParamError(f"{where}.show_progress_every_n_steps must be -1 or more")
     fields = {OPTION_FIELDS[k]: v for k, v in values.items() if k in OPTION_FIELDS}
     try:
+        for key in ("eta_ancestral", "eta_ddim"):
+            if key in values:
+                Img2Img(eta=values[key])
         Img2Img(**fields)
     except ParamError as e:
         raise ParamError(f"{where}: {e}") from None

@@ -27,11 +27,18 @@ __all__ = [
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
+#: An 8x8 red PNG, for the schema's example request (served at /docs and used by API fuzzers).
+EXAMPLE_IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFUlEQVR42mPcoqHBgA0wMeAAg1MCANCsARTeYvrcAAAAAElFTkSuQmCC"
+_EXAMPLE: dict[str, Any] = {
+    "prompt": "a red knitted hat", "init_images": [f"data:image/png;base64,{EXAMPLE_IMAGE}"],
+    "width": 64, "height": 64, "steps": 3, "seed": 1234, "denoising_strength": 0.75, "sampler_name": "Euler a",
+}
+
 
 class Img2ImgRequest(BaseModel):
     """Body of ``POST /sdapi/v1/img2img`` and ``POST /api/v1/jobs`` (spec §5.2)."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [_EXAMPLE]})
 
     prompt: str = ""
     negative_prompt: str = ""

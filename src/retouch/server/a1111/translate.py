@@ -26,6 +26,7 @@ from retouch.formats.images import ImageDecodeError, decode_base64_image
 from retouch.infotext import parse_infotext
 from retouch.params import Img2Img, ParamError
 from retouch.plan import make_plan
+from retouch.sampling.registry import get_sampler, split_sampler_name
 from retouch.server.a1111.options import OPTION_FIELDS, validate_options
 from retouch.server.a1111.schemas import Img2ImgRequest
 from retouch.server.config import ServerConfig
@@ -160,7 +161,19 @@ def _job_fields(req: Img2ImgRequest, options: dict[str, Any]) -> dict[str, Any]:
         fields[name] = getattr(req, name)
     fields["sampler_name"] = req.sampler_name or req.sampler_index or "Euler"
     fields["scheduler"] = req.scheduler or "Automatic"
+    if fields["eta"] is None:
+        fields["eta"] = _option_eta(str(fields["sampler_name"]), options)
     return fields
+
+
+def _option_eta(sampler_name: str, options: dict[str, Any]) -> float | None:
+    """``eta_ancestral`` or ``eta_ddim`` for a sampler that uses eta, when it differs from the
+    sampler's default (spec Appendix C); None otherwise (the engine then uses the default)."""
+    spec = get_sampler(split_sampler_name(sampler_name)[0])
+    if not spec.uses_eta:
+        return None
+    value = options["eta_ddim" if spec.default_eta == 0.0 else "eta_ancestral"]
+    return None if value == spec.default_eta else float(value)
 
 
 def build_submission(
