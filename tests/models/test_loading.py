@@ -151,6 +151,17 @@ def test_malicious_ckpt_is_refused_and_never_runs(tmp_path, kind, reason):
     assert not marker.exists()
 
 
+def test_old_sd1_text_encoder_keys_without_text_model_are_moved(originals, tmp_path):
+    """Early SD1 files name CLIP keys ``cond_stage_model.transformer.encoder...`` (no ``text_model.``)."""
+    old = "cond_stage_model.transformer."
+    state = {k.replace(old + "text_model.", old): v.contiguous() for k, v in to_ldm_state_dict(originals["sd1"]).items()}
+    assert old + "encoder.layers.0.mlp.fc1.weight" in state
+    path = tmp_path / "old-keys.safetensors"
+    save_file(state, path)
+    loaded = load_model(path, config_dir=_config_folder(originals["sd1"], tmp_path / "cfg"))
+    assert_same_weights(loaded.text_encoders[0], originals["sd1"].text_encoders[0])
+
+
 def test_unknown_layout_names_what_was_found(tmp_path):
     path = tmp_path / "odd.safetensors"
     save_file({"transformer.blocks.0.weight": torch.zeros(4, 4), "pos_embed": torch.zeros(1, 4)}, path)

@@ -351,7 +351,7 @@ def _attach_vae(bundle: ModelBundle, path: Path, dtype: torch.dtype | None, devi
     if not any(".conv_in." in k for k in sd):
         raise ValueError(f"{path} is not a VAE file: found {detect.describe_layout({k: tuple(v.shape) for k, v in sd.items()})}")
     config = dict(bundle.vae.config)
-    bundle.vae = _build_vae(config, sd, dtype or bundle.vae.dtype).to(device)
+    bundle.vae = _build_vae(config, sd, dtype).to(device)
     bundle.vae_name, bundle.vae_hash = path.name, model_hash(path)
 
 
@@ -383,8 +383,8 @@ def load_model(
     folder, or ``"demo"`` (the bundled demo model). ``vae``: a separate VAE file (sets ``vae_name`` and
     ``vae_hash``). ``family``: one of ``families.FAMILIES`` to skip detection (e.g. ``"sd2-v"``).
     ``device``: where the modules go (default: stay on CPU). ``dtype``: the weights' dtype; ``None``
-    keeps each component in the floating dtype most of its stored weights have (no copy) for single
-    files. ``config_dir``: a diffusers config folder for a non-standard architecture (single files).
+    keeps each component of a single file (and a separate VAE) in the floating dtype most of its stored
+    weights have, so nothing is copied; diffusers folders then use the libraries' defaults. ``config_dir``: a diffusers config folder for a non-standard architecture (single files).
     ``name`` is the file stem and ``hash`` A1111's short model hash (first 10 hex of the SHA-256).
     """
     source = _resolve(path)

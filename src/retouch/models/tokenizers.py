@@ -27,4 +27,4 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
     from transformers import CLIPTokenizer
 
     vocab, merges = _clip_bpe()
-    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=77, pad_token=pad_token)
+    return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=77, pad_token=pad_token)  # type: ignore[arg-type]
