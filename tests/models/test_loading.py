@@ -132,6 +132,7 @@ class _Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 @pytest.mark.parametrize(
     ("kind", "reason"),
     [("zip", "import `posix.system`"), ("pickle2", "import `posix.system`"), ("pickle4", "Unsupported operand")],
@@ -167,6 +168,18 @@ def test_unknown_layout_names_what_was_found(tmp_path):
     save_file({"transformer.blocks.0.weight": torch.zeros(4, 4), "pos_embed": torch.zeros(1, 4)}, path)
     with pytest.raises(ValueError, match=r"unknown checkpoint layout.*2 tensors; key prefixes: pos_embed \(1\), transformer\.blocks \(1\)"):
         load_model(path)
+
+
+def test_truncated_files_and_incomplete_config_folders_fail_clearly(checkpoints, tmp_path):
+    for suffix in (".safetensors", ".ckpt"):
+        path = tmp_path / f"cut{suffix}"
+        source = checkpoints["sd1"].read_bytes() if suffix == ".safetensors" else b"PK\x03\x04broken"
+        path.write_bytes(source[: len(source) // 2])
+        with pytest.raises(ValueError, match=rf"cannot read checkpoint .*cut\{suffix}.*is the file complete"):
+            load_model(path)
+    (tmp_path / "cfg").mkdir()
+    with pytest.raises(ValueError, match=r"config folder is incomplete: .*cfg/unet/config\.json is missing"):
+        load_model(checkpoints["sd1"], config_dir=tmp_path / "cfg")
 
 
 def test_unsupported_suffix_and_missing_paths(tmp_path):

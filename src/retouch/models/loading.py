@@ -102,14 +102,19 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[Tensors, dict[str, st
     if suffix not in SINGLE_FILE_SUFFIXES:
         raise ValueError(f"unsupported checkpoint file {file.name!r}; expected one of {', '.join(SINGLE_FILE_SUFFIXES)}")
     metadata: dict[str, str] = {}
-    if suffix == ".safetensors":
-        from safetensors import safe_open
+    try:
+        if suffix == ".safetensors":
+            from safetensors import safe_open
 
-        with safe_open(os.fspath(file), framework="pt", device="cpu") as f:
-            metadata = dict(f.metadata() or {})
-            raw: Any = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    else:
-        raw = _torch_load(file)
+            with safe_open(os.fspath(file), framework="pt", device="cpu") as f:
+                metadata = dict(f.metadata() or {})
+                raw: Any = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+        else:
+            raw = _torch_load(file)
+    except (UnsafeCheckpointError, OSError):
+        raise
+    except Exception as exc:  # safetensors/zip/pickle errors of a damaged or truncated file
+        raise ValueError(f"cannot read checkpoint {file}: {exc} (is the file complete?)") from exc
     while isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
     if not isinstance(raw, dict):
@@ -121,7 +126,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[Tensors, dict[str, st
 
 
 def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"config folder is incomplete: {path} is missing") from None
 
 
 def _component_configs(family: Family, metadata: dict[str, str], config_dir: Path | None) -> dict[str, dict[str, Any]]:
