@@ -24,5 +24,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+DEMO := src/retouch/demo/examples
+demo: $(STAMP)
+	$(BIN)/retouch inpaint $(DEMO)/scene1.png --mask $(DEMO)/scene1_mask.png -p "a large red circle" \
+		-o outputs/demo --seed 1 --steps 20 --denoise 1.0 --masked-content fill
+	@echo "results in outputs/demo/"
+
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .mypy_cache .ruff_cache
