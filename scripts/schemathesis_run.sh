@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the served OpenAPI spec of the Retouch server with schemathesis and fail on any 5xx.
 #
-# Starts the server (tiny random model, HTTP Basic user:pass) on a free loopback port, runs schemathesis
+# Starts the server (tiny random model, HTTP Basic user:pass, small limits: 64x64, 4 steps, 5 s per job) on a free loopback port, runs schemathesis
 # with the not_a_server_error check over every operation (examples, coverage, fuzzing and stateful
 # phases, positive and negative data), prints the number of requests sent and the status codes seen,
 # and stops the server. Usage: scripts/schemathesis_run.sh [MAX_EXAMPLES_PER_OPERATION (default 100)]
@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-$PY -m uvicorn _factory:app --factory --app-dir tests/server --host 127.0.0.1 --port "$PORT" \
+$PY -m uvicorn _factory:fuzz_app --factory --app-dir tests/server --host 127.0.0.1 --port "$PORT" \
     --log-level warning >"$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill -INT $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT

@@ -120,6 +120,7 @@ def test_unknown_option_is_refused_with_supported_list() -> None:
         ({"CLIP_stop_at_last_layers": "many"}, "CLIP_stop_at_last_layers: Input should be a valid integer"),
         ({"sd_model_checkpoint": "other.ckpt"}, "'other.ckpt' is not loaded"),
         ({"samples_format": "gif"}, "samples_format must be one of png"),
+        ({"img2img_background_color": "not-a-colour"}, "img2img_background_color must be a colour"),
     ],
 )
 def test_bad_override_values_name_the_option(override: dict[str, Any], needle: str) -> None:
@@ -178,6 +179,8 @@ def test_infotext_with_bad_number_is_refused() -> None:
         ({"batch_size": 9}, {}, "batch_size value 9 is over this server's limit of 8"),
         ({"n_iter": 17}, {}, "n_iter value 17 is over this server's limit of 16"),
         ({"width": 4096, "height": 4096}, {}, "width x height = 4096x4096 is over"),
+        ({"seed_resize_from_w": 100000, "seed_resize_from_h": 100000}, {},
+         "seed_resize_from_w x seed_resize_from_h = 100000x100000 is over"),
         ({"init_images": []}, {}, "init_images is required"),
         ({"init_images": None}, {}, "init_images is required"),
         ({"init_images": [b64(gradient())] * 3, "batch_size": 2}, {}, "3 init images were given but batch_size is 2"),

@@ -15,6 +15,7 @@ import dataclasses
 import threading
 from typing import Any
 
+from PIL import ImageColor
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from retouch.params import Img2Img, ParamError
@@ -134,6 +135,13 @@ def _check_values(values: dict[str, Any], *, where: str, model_names: tuple[str,
     fmt = values.get("samples_format", "png")
     if str(fmt).lower() not in SAMPLES_FORMATS:
         raise ParamError(f"{where}.samples_format must be one of {', '.join(SAMPLES_FORMATS)}; got {fmt!r}")
+    color = values.get("img2img_background_color", "#ffffff")
+    try:
+        ImageColor.getrgb(color)
+    except ValueError:
+        raise ParamError(
+            f"{where}.img2img_background_color must be a colour such as '#ffffff' or 'white'; got {color!r}"
+        ) from None
     if values.get("show_progress_every_n_steps", 0) < -1:
         raise ParamError(f"{where}.show_progress_every_n_steps must be -1 or more")
     fields = {OPTION_FIELDS[k]: v for k, v in values.items() if k in OPTION_FIELDS}

@@ -135,11 +135,13 @@ def _check_limits(req: Img2ImgRequest, config: ServerConfig) -> None:
         if value > limit:
             what = "count" if name == "init_images" else "value"
             raise ParamError(f"{name} {what} {value} is over this server's limit of {limit}")
-    if req.width * req.height > config.max_output_pixels:
-        raise ParamError(
-            f"width x height = {req.width}x{req.height} is over this server's limit of "
-            f"{config.max_output_pixels} pixels"
-        )
+    sizes = (("width x height", req.width, req.height),
+             ("seed_resize_from_w x seed_resize_from_h", req.seed_resize_from_w, req.seed_resize_from_h))
+    for name, w, h in sizes:
+        if w > 0 and h > 0 and w * h > config.max_output_pixels:
+            raise ParamError(
+                f"{name} = {w}x{h} is over this server's limit of {config.max_output_pixels} pixels"
+            )
 
 
 def _decode(name: str, data: str, max_pixels: int) -> Image.Image:
