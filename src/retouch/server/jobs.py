@@ -193,6 +193,13 @@ class JobQueue:
             self._cond.notify_all()
             return job
 
+    def check_room(self) -> None:
+        """Raise :class:`QueueFull` now if a submission would be refused (lets callers skip costly
+        preparation; :meth:`submit` checks again)."""
+        with self._cond:
+            if self._stopping or len(self._queue) >= self.max_queue:
+                raise QueueFull(self.max_queue, self._retry_after())
+
     def get(self, job_id: str) -> Job | None:
         with self._cond:
             self._prune()

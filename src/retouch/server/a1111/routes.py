@@ -46,6 +46,7 @@ def get_state(request: Request) -> ServerState:
 
 async def submit(state: ServerState, req: Img2ImgRequest, *, retain: bool) -> Job:
     """Check ``req`` (off the event loop: it decodes images) and queue it; 422/429 on failure."""
+    state.queue.check_room()  # a full queue answers 429 before any image is decoded
     sub: Submission = await run_in_threadpool(
         build_submission, req, state.options.snapshot(), state.config, state.model.names
     )
