@@ -98,10 +98,17 @@ def serve(
     ``api_auth`` is ``"user:pass[,user2:pass2]"``; ``limits`` are any other :class:`ServerConfig`
     fields (``max_steps``, ``max_batch_size``, ``max_n_iter``, ``max_image_pixels``,
     ``max_output_pixels``, ``max_body_bytes``, ``result_ttl_s``, ``max_results``, ``max_job_seconds``);
-    an unknown name raises TypeError.
+    an unknown name raises TypeError, a bad value ValueError. The model is loaded here, before the port
+    is bound, so a bad path fails at once with the loader's own error (FileNotFoundError/ValueError)
+    instead of a server that starts and dies.
     """
     import uvicorn
 
+    from retouch.engine import Engine
+    from retouch.models.loading import load_model
+
     config = ServerConfig(max_queue=max_queue, api_auth=parse_api_auth(api_auth), **limits)
-    app = create_app(model, config=config, device=device, precision=precision)
+    log.info("loading model %s", model)
+    engine = Engine(load_model(model), device=device, precision=precision)
+    app = create_app(engine=engine, config=config)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
