@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
     proc = subprocess.run(
         [str(ROOT / "scripts" / "schemathesis_run.sh"), "100"], cwd=ROOT, capture_output=True, text=True,
-        env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path), "PY": str(ROOT / ".venv" / "bin" / "python")},
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OUT": str(tmp_path), "PY": str(ROOT / ".venv" / "bin" / "python")},
         timeout=1800,
     )
     summary = re.search(r"schemathesis: (\d+) requests .* 5xx: (\d+)", proc.stdout)
