@@ -7,10 +7,11 @@
 # and stops the server. Usage: scripts/schemathesis_run.sh [MAX_EXAMPLES_PER_OPERATION (default 100)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
+PY=$(realpath -s "${PY:-.venv/bin/python}")
 MAX_EXAMPLES=${1:-100}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
+OUT=$(realpath "$OUT")
 PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
@@ -25,9 +26,10 @@ for _ in $(seq 240); do
 done
 
 set +e
-$PY -m schemathesis.cli run "http://127.0.0.1:$PORT/openapi.json" --auth user:pass \
+# run from $OUT so schemathesis' own cache folder (.schemathesis/) lands there, not in the checkout
+(cd "$OUT" && $PY -m schemathesis.cli run "http://127.0.0.1:$PORT/openapi.json" --auth user:pass \
     --checks not_a_server_error --max-examples "$MAX_EXAMPLES" --seed 1 --request-timeout 120 \
-    --suppress-health-check all --report ndjson --report-ndjson-path "$OUT/events.ndjson"
+    --suppress-health-check all --report ndjson --report-ndjson-path "$OUT/events.ndjson")
 STATUS=$?
 set -e
 $PY scripts/schemathesis_count.py "$OUT/events.ndjson" || STATUS=1
