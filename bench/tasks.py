@@ -1,0 +1,238 @@
+"""What one benchmark child process does: build the seeded components, run one implementation, measure.
+
+``run_task`` is the entry point; the parent runs each (implementation, scenario) in a fresh process
+forked from a preloaded fork server, so every child pays the same import-free start and its peak
+memory is its own. Imports of the heavy libraries are at module level on purpose: the fork server
+preloads this module once, and children inherit it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+from typing import Any
+
+import configs
+import measure
+import numpy as np
+import torch
+from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
+from PIL import Image
+from scenarios import CFG_SCALE, NEGATIVE, PROMPT, SEED, Scenario, init_image, square_mask
+
+with contextlib.suppress(Exception):  # preload for the fork server; a broken engine shows in its task
+    import retouch.engine  # noqa: F401
+
+IMPLS = ("retouch", "diffusers", "diffusers-bf16")
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one task: {"kind": "impl"|"quality"|"flops"|"baseline", ...}; returns a JSON-able dict."""
+    torch.set_num_threads(task.get("threads") or torch.get_num_threads())
+    kind = task["kind"]
+    if kind == "baseline":
+        return {"rss": measure.rss_mib()}
+    if kind == "flops":
+        return {"flops": [measure.unet_flops(config, tuple(shape)) for config, shape in task["items"]]}
+    if kind == "quality":
+        return quality(task["size"], task["image"], task.get("model"))
+    if kind == "impl":
+        return run_impl(task["impl"], Scenario(**task["scenario"]), task["size"], task["warmup"])
+    raise ValueError(f"unknown task kind {kind!r}; use impl, quality, flops or baseline")
+
+
+def run_impl(impl: str, sc: Scenario, size: str, warmup: int) -> dict[str, Any]:
+    """Build components, set up ``impl`` on them, run ``warmup`` + 1 times, return times and memory."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown implementation {impl!r}; use one of {', '.join(IMPLS)}")
+    t0 = time.perf_counter()
+    parts = configs.components(size, sc.inpaint, SEED)
+    build_s = time.perf_counter() - t0
+    fp = configs.fingerprint(parts["unet"], parts["vae"], parts["text_encoder"])
+    unet_config = json.loads(json.dumps(dict(parts["unet"].config), default=list))
+    rss_built = measure.rss_mib()
+    peak_reset = measure.reset_peak_rss()
+    t0 = time.perf_counter()
+    call, unet = (_retouch if impl == "retouch" else _diffusers)(impl, sc, parts)
+    setup_s = time.perf_counter() - t0
+    timers = measure.Timers()
+    timers.attach(unet, parts["vae"], parts["text_encoder"])
+    for _ in range(warmup):
+        call()
+    timers.reset()
+    t0 = time.perf_counter()
+    images, dtype, notes = call()
+    e2e = time.perf_counter() - t0
+    out = timers.summary()
+    timers.detach()
+    pixels = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) for im in images])
+    out.update(
+        impl=impl,
+        scenario=sc.name,
+        dtype=dtype,
+        e2e_s=e2e,
+        build_s=build_s,
+        setup_s=setup_s,
+        fingerprint=fp,
+        unet_config=unet_config,
+        images=len(images),
+        image_size=list(images[0].size),
+        image_mean=float(pixels.mean()),
+        image_std=float(pixels.std()),
+        notes=notes,
+        rss_built=rss_built,
+        rss_end=measure.rss_mib(),
+        peak_reset=peak_reset,
+        warmup=warmup,
+    )
+    return out
+
+
+def _inputs(sc: Scenario) -> tuple[Image.Image, Image.Image | None]:
+    return init_image(sc.image), square_mask(sc.image, sc.mask) if sc.mask is not None else None
+
+
+def _retouch(impl: str, sc: Scenario, parts: dict[str, Any]) -> tuple[Any, torch.nn.Module]:
+    """Retouch's Engine on the components, precision "auto", running the scenario as an A1111 job."""
+    from retouch.engine import Engine
+    from retouch.models.bundle import ModelBundle
+    from retouch.models.families import SD1, SD1_INPAINT
+    from retouch.params import Img2Img, MaskedContent
+
+    bundle = ModelBundle(
+        family=SD1_INPAINT if sc.inpaint else SD1,
+        unet=parts["unet"],
+        vae=parts["vae"],
+        text_encoders=(parts["text_encoder"],),
+        tokenizers=(parts["tokenizer"],),
+        name="bench",
+        hash=None,
+    )
+    engine = Engine(bundle, precision="auto")
+    image, mask = _inputs(sc)
+    job = Img2Img(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        seed=SEED,
+        sampler_name="Euler",
+        steps=sc.retouch_steps,
+        cfg_scale=CFG_SCALE,
+        width=sc.processing,
+        height=sc.processing,
+        init_images=[image],
+        denoising_strength=sc.strength,
+        batch_size=sc.batch,
+        mask=mask,
+        inpaint_full_res=sc.only_masked,
+        inpaint_full_res_padding=sc.padding,
+        inpainting_fill=MaskedContent.ORIGINAL,
+    )
+
+    def call() -> tuple[list[Image.Image], str, list[str]]:
+        result = engine.run(job)
+        return result.images, str(engine.dtype).removeprefix("torch."), list(result.comments)
+
+    return call, bundle.unet
+
+
+def _diffusers(impl: str, sc: Scenario, parts: dict[str, Any]) -> tuple[Any, torch.nn.Module]:
+    """diffusers' img2img or inpaint pipeline on the same modules: fp32 as shipped, or cast to bf16."""
+    cls = StableDiffusionInpaintPipeline if sc.inpaint else StableDiffusionImg2ImgPipeline
+    pipe = cls(
+        vae=parts["vae"],
+        text_encoder=parts["text_encoder"],
+        tokenizer=parts["tokenizer"],
+        unet=parts["unet"],
+        scheduler=EulerDiscreteScheduler(**configs.SD15_EULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    dtype = torch.bfloat16 if impl == "diffusers-bf16" else torch.float32
+    pipe.to(dtype=dtype)
+    image, mask = _inputs(sc)
+    kwargs: dict[str, Any] = dict(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        image=image,
+        strength=sc.strength,
+        num_inference_steps=sc.diffusers_steps,
+        guidance_scale=CFG_SCALE,
+        num_images_per_prompt=sc.batch,
+    )
+    if mask is not None:
+        kwargs.update(mask_image=mask, width=sc.processing, height=sc.processing)
+
+    def call() -> tuple[list[Image.Image], str, list[str]]:
+        kwargs["generator"] = torch.Generator("cpu").manual_seed(SEED)
+        with torch.inference_mode():
+            images = pipe(**kwargs).images
+        return images, str(dtype).removeprefix("torch."), []
+
+    return call, parts["unet"]
+
+
+def quality(size: str, image_size: int, model: str | None) -> dict[str, Any]:
+    """PSNR of Retouch's bf16 img2img output against its own fp32 output, same seed and job.
+
+    ``model`` "demo" loads ``retouch.load_model("demo")``; if that fails the tiny model is used and the
+    reason is returned in ``note``.
+    """
+    from retouch.engine import Engine
+    from retouch.models.bundle import ModelBundle
+    from retouch.models.families import SD1
+    from retouch.params import Img2Img
+
+    note = ""
+    bundle = None
+    if model == "demo":
+        try:
+            from retouch import load_model
+
+            bundle = load_model("demo")
+        except Exception as e:  # the demo model may not exist yet
+            note = f"demo model unavailable ({type(e).__name__}: {e}); used the tiny model"
+    if bundle is None:
+        parts = configs.components(size, False, SEED)
+        bundle = ModelBundle(
+            family=SD1,
+            unet=parts["unet"],
+            vae=parts["vae"],
+            text_encoders=(parts["text_encoder"],),
+            tokenizers=(parts["tokenizer"],),
+            name=f"bench-{size}",
+            hash=None,
+        )
+        model = size
+    else:
+        image_size = bundle.family.native_size
+    bundle32 = copy.deepcopy(bundle)
+    job = Img2Img(
+        prompt=PROMPT,
+        negative_prompt=NEGATIVE,
+        seed=SEED,
+        steps=20,
+        cfg_scale=CFG_SCALE,
+        width=image_size,
+        height=image_size,
+        init_images=[init_image(image_size)],
+        denoising_strength=0.75,
+    )
+    low = Engine(bundle, precision="bf16")
+    a = np.asarray(low.run(job).images[0], dtype=np.float64)
+    b = np.asarray(Engine(bundle32, precision="fp32").run(job).images[0], dtype=np.float64)
+    mse = float(((a - b) ** 2).mean())
+    psnr = math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    return {
+        "model": model,
+        "size": image_size,
+        "steps": 20,
+        "strength": 0.75,
+        "psnr_db": psnr,
+        "low_dtype": str(low.dtype).replace("torch.", ""),
+        "note": note,
+    }
