@@ -70,3 +70,11 @@ def test_jobs_are_frozen_and_copy_their_image_list() -> None:
     assert len(job.init_images) == 1
     with pytest.raises(AttributeError):
         job.steps = 3  # type: ignore[misc]
+
+
+def test_background_colour_and_seed_resize_are_checked() -> None:
+    with pytest.raises(ParamError, match="img2img_background_color"):
+        Img2Img(img2img_background_color="not-a-colour")
+    with pytest.raises(ParamError, match="seed_resize_from_w must be in"):
+        Img2Img(seed_resize_from_w=10**6)
+    assert Img2Img(img2img_background_color="black").img2img_background_color == "black"

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageColor
 
 __all__ = [
     "ResizeMode",
@@ -207,8 +207,17 @@ class Img2Img:
         _integer("inpaint_full_res_padding", self.inpaint_full_res_padding, 0, 16384)
         _integer("clip_skip", self.clip_skip, 1, 12)
         _integer("eta_noise_seed_delta", self.eta_noise_seed_delta, 0, None)
-        for name in ("seed", "subseed", "seed_resize_from_w", "seed_resize_from_h"):
+        for name in ("seed", "subseed"):
             _integer(name, getattr(self, name), -1, 2**32 - 1)
+        for name in ("seed_resize_from_w", "seed_resize_from_h"):
+            _integer(name, getattr(self, name), -1, 16384)
+        try:
+            ImageColor.getrgb(self.img2img_background_color)
+        except (ValueError, AttributeError):
+            raise ParamError(
+                "img2img_background_color must be a colour such as '#ffffff' or 'white'; "
+                f"got {self.img2img_background_color!r}"
+            ) from None
         if not isinstance(self.sampler_name, str) or not isinstance(self.scheduler, str):
             raise ParamError("sampler_name and scheduler must be strings")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retouch.params import Img2Img, ParamError
+from retouch.preprocess import check_image_inputs
 from retouch.sampling.noise import batch_seeds, resolve_seed
 from retouch.sampling.registry import (
     SamplerSpec,
@@ -81,6 +82,7 @@ def make_plan(job: Img2Img) -> Plan:
             "as A1111's decoded output is."
         )
     batch = _batch_size(job)
+    check_image_inputs(job)
     seed, subseed = resolve_seed(job.seed), resolve_seed(job.subseed)
     seeds, subseeds = batch_seeds(seed, subseed, job.subseed_strength, batch * job.n_iter)
     n, t_enc = img2img_steps(job.steps, job.denoising_strength, job.img2img_fix_steps)

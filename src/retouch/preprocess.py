@@ -30,7 +30,7 @@ from retouch.imaging import (
 )
 from retouch.params import Img2Img, MaskedContent, ParamError, ResizeMode
 
-__all__ = ["Prepared", "prepare_images", "finish_image", "flatten", "BLANK_MASK_COMMENT"]
+__all__ = ["Prepared", "prepare_images", "check_image_inputs", "finish_image", "flatten", "BLANK_MASK_COMMENT"]
 
 BLANK_MASK_COMMENT = "Unable to perform Only masked inpainting: the mask is blank, so the job ran as plain img2img."
 
@@ -86,7 +86,8 @@ def _processing_mask(job: Img2Img, width: int, height: int) -> tuple[Image.Image
     return proc, m, box
 
 
-def _check_sizes(job: Img2Img) -> None:
+def check_image_inputs(job: Img2Img) -> None:
+    """Refuse image/mask combinations A1111 mishandles (spec §8.5, §8.7) before any model runs."""
     if job.mask is None:
         return
     if job.inpaint_full_res:
@@ -113,7 +114,7 @@ def prepare_images(job: Img2Img, width: int, height: int) -> Prepared:
     """A1111 ``init()`` in pixel space for every init image (spec Appendix A steps 2-3)."""
     if not job.init_images:
         raise ParamError("init_images must hold at least one image")
-    _check_sizes(job)
+    check_image_inputs(job)
     mask, overlay_mask, box = _processing_mask(job, width, height)
     comments: tuple[str, ...] = ()
     if job.mask is not None and mask is None:

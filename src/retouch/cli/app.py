@@ -155,7 +155,7 @@ def _serve(
             device=device,
             log_level=log_level,
         )
-    except ValueError as exc:
+    except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from None
 
 
