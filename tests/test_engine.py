@@ -267,3 +267,17 @@ def test_latent_mask_drives_the_latent_blend_but_not_the_overlay() -> None:
     out = eng.run(job).images[0]
     init = eng.runtime.encode([_scene()], [1234])
     assert out.tobytes() == eng.runtime.decode(init)[0].tobytes()
+
+
+def test_channels_last_does_not_change_the_result() -> None:
+    a = Engine(tiny_model(seed=0), precision="fp32", channels_last=True).run(_job()).images[0]
+    b = Engine(tiny_model(seed=0), precision="fp32", channels_last=False).run(_job()).images[0]
+    assert np.abs(_arr(a) - _arr(b)).max() <= 1
+
+
+@pytest.mark.slow
+def test_compile_mode_reports_its_warmup_and_matches_eager() -> None:
+    eager = Engine(tiny_model(seed=0), precision="fp32").run(_job()).images[0]
+    res = Engine(tiny_model(seed=0), precision="fp32", compile=True).run(_job())
+    assert res.parameters["compile_warmup_s"] > 0
+    assert np.abs(_arr(res.images[0]) - _arr(eager)).max() <= 2

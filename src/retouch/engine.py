@@ -108,11 +108,18 @@ class Engine:
     device computes it natively, else fp32; fp16 on CUDA), "fp32", "bf16" or "fp16" (GPU only). The
     engine moves the bundle's modules to its device and casts the UNet and text encoders to its dtype
     in place; the VAE keeps fp32 weights and runs under autocast, so a NaN decode can be redone in fp32.
+    ``channels_last`` stores convolution weights NHWC (faster with oneDNN). ``compile=True`` wraps the
+    UNet in ``torch.compile``; the first call's compile time is reported apart, as
+    ``Result.parameters["compile_warmup_s"]``.
     """
 
-    def __init__(self, model: ModelBundle, device: str | None = None, precision: str = "auto") -> None:
+    def __init__(
+        self, model: ModelBundle, device: str | None = None, precision: str = "auto", *,
+        channels_last: bool = True, compile: bool = False,
+    ) -> None:
         self.model = model
-        self.runtime = Runtime(model, device=device, precision=precision)
+        self.runtime = Runtime(model, device=device, precision=precision, channels_last=channels_last,
+                               compile=compile)
 
     @property
     def device(self) -> torch.device:
@@ -147,6 +154,8 @@ class Engine:
                 result.interrupted = True
                 break
         result.comments.extend(c for c in self.runtime.drain_notices() if c not in result.comments)
+        if self.runtime.compile_warmup_s is not None:
+            result.parameters["compile_warmup_s"] = round(self.runtime.compile_warmup_s, 3)
         return result
 
     # -- steps ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ which dtype, when to fall back) sits in one place.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -76,13 +77,23 @@ def _place(module: Any, device: torch.device, dtype: torch.dtype) -> None:
 class Runtime:
     """Owns the bundle's modules on one device and dtype; encodes text, runs the UNet and the VAE."""
 
-    def __init__(self, model: ModelBundle, device: str | torch.device | None, precision: str) -> None:
+    def __init__(
+        self, model: ModelBundle, device: str | torch.device | None, precision: str, *,
+        channels_last: bool = True, compile: bool = False,
+    ) -> None:
         self.model = model
         self.device = choose_device(device)
         self.dtype = choose_dtype(precision, self.device)
         for module in (model.unet, *model.text_encoders):
             _place(module, self.device, self.dtype)
         _place(model.vae, self.device, torch.float32)
+        # oneDNN's convolutions prefer NHWC: the SD1.5 UNet step ran 17% faster in fp32 on a 2-core AVX2
+        # CPU (17.3 s -> 14.4 s at a 16x16 latent, bench/README.md); the output is numerically the same.
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        model.unet.to(memory_format=self.memory_format)
+        model.vae.to(memory_format=self.memory_format)
+        self._unet: Any = torch.compile(model.unet) if compile else model.unet
+        self.compile_warmup_s: float | None = None
         self.model_sigmas = model_sigmas(model.alphas_cumprod).to(torch.float32)
         self._text_cache: OrderedDict[tuple[str, int], TextConditioning] = OrderedDict()
         self._notices: list[str] = []
@@ -127,10 +138,14 @@ class Runtime:
             kwargs["added_cond_kwargs"] = {
                 "text_embeds": cond.pooled.to(self.dtype), "time_ids": cond.time_ids.to(self.dtype),  # type: ignore[union-attr]
             }
-        out = self.model.unet(
-            x_in.to(self.dtype), t.to(torch.float32), encoder_hidden_states=cond.context.to(self.dtype), **kwargs
-        ).sample
-        return out.float()
+        x_in = x_in.to(self.dtype).contiguous(memory_format=self.memory_format)
+        context = cond.context.to(self.dtype)
+        if self._unet is not self.model.unet and self.compile_warmup_s is None:
+            start = time.perf_counter()  # the first compiled call compiles: report it apart from steps
+            out = self._unet(x_in, t.to(torch.float32), encoder_hidden_states=context, **kwargs).sample
+            self.compile_warmup_s = time.perf_counter() - start
+            return out.float()
+        return self._unet(x_in, t.to(torch.float32), encoder_hidden_states=context, **kwargs).sample.float()
 
     # -- VAE --------------------------------------------------------------------------------------
 
