@@ -8,14 +8,9 @@ from typing import Any
 import torch
 
 from retouch.models.families import Family
+from retouch.sampling.schedules import scaled_linear_alphas_cumprod
 
-
-def scaled_linear_alphas_cumprod(
-    beta_start: float = 0.00085, beta_end: float = 0.012, steps: int = 1000
-) -> torch.Tensor:
-    """SD's "scaled linear" beta schedule as cumulative alphas, float64, shape (steps,) (spec §3.4)."""
-    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float64) ** 2
-    return torch.cumprod(1.0 - betas, dim=0)
+__all__ = ["ModelBundle", "scaled_linear_alphas_cumprod"]
 
 
 @dataclass
