@@ -199,6 +199,12 @@ def vae_flops(vae_config: dict[str, Any], size: tuple[int, int]) -> dict[str, in
     return {"encode": int(enc.get_total_flops()), "decode": int(dec.get_total_flops())}
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far, all threads, in seconds."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def reset_peak_rss() -> bool:
     """Reset this process's peak RSS (VmHWM) via /proc/self/clear_refs; False where the kernel refuses."""
     try:

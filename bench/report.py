@@ -12,6 +12,7 @@ METRICS = (
     ("vae_encode_s", "VAE encode s"),
     ("vae_decode_s", "VAE decode s"),
     ("e2e_s", "end to end s"),
+    ("cpu_s", "CPU s"),
     ("peak_rss_mib", "peak RSS MiB"),
     ("run_extra_mib", "run extra MiB"),
 )
@@ -100,8 +101,12 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("Retouch bf16 vs fp32 output PSNR dB", psnr, ">= 30", psnr >= 30),
     ]
     return [
-        {"check": c, "value": v, "target": t, "pass": bool(p) and not math.isnan(v)} for c, v, t, p in rows
+        {"check": c, "value": v, "target": t, "pass": None if math.isnan(v) else bool(p)}
+        for c, v, t, p in rows
     ]
+
+
+_PASS = {True: "yes", False: "no", None: "not measured"}
 
 
 def _f(x: Any, digits: int = 2) -> str:
@@ -166,7 +171,9 @@ def _run_table(results: dict[str, Any]) -> list[str]:
                     + f" | error: {r['error']} |"
                 )
                 continue
-            notes, dtype = r.get("notes", []), r.get("dtype", "")
+            notes, dtype = list(r.get("notes", [])), r.get("dtype", "")
+            if r.get("load_avg"):
+                notes.append("load {:.1f}→{:.1f}".format(*r["load_avg"]))
             vals = " | ".join(_f(r[k], 0 if "mib" in k else 3) for k, _ in METRICS)
             calls = f"{r['unet_calls']} (enc {r['vae_encode_calls']}, dec {r['vae_decode_calls']})"
             out.append(f"| {name} | {impl} | {dtype} | {calls} | {vals} | {'; '.join(notes)} |")
@@ -213,7 +220,9 @@ def _limit_table(results: dict[str, Any]) -> list[str]:
 def _tail(results: dict[str, Any]) -> list[str]:
     q = results.get("quality", {})
     out = ["", "## Quality", ""]
-    if "error" in q:
+    if not q:
+        out.append("Skipped (--no-quality).")
+    elif "error" in q:
         out.append(f"Retouch bf16 vs fp32: error: {q['error']}")
     elif q:
         out.append(
@@ -222,6 +231,6 @@ def _tail(results: dict[str, Any]) -> list[str]:
         )
     out += ["", "## Issue #7 checks", "", "| check | value | target | pass |", "|---|---|---|---|"]
     for c in results["checks"]:
-        out.append(f"| {c['check']} | {_f(c['value'], 3)} | {c['target']} | {'yes' if c['pass'] else 'no'} |")
+        out.append(f"| {c['check']} | {_f(c['value'], 3)} | {c['target']} | {_PASS[c['pass']]} |")
     out += ["", *(f"- {n}" for n in results.get("notes", []))]
     return out

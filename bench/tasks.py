@@ -12,6 +12,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import time
 from typing import Any
 
@@ -63,9 +64,9 @@ def run_impl(impl: str, sc: Scenario, size: str, warmup: int) -> dict[str, Any]:
     for _ in range(warmup):
         call()
     timers.reset()
-    t0 = time.perf_counter()
+    load_before, cpu0, t0 = os.getloadavg()[0], measure.cpu_seconds(), time.perf_counter()
     images, dtype, notes = call()
-    e2e = time.perf_counter() - t0
+    e2e, cpu = time.perf_counter() - t0, measure.cpu_seconds() - cpu0
     out = timers.summary()
     timers.detach()
     pixels = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) for im in images])
@@ -74,6 +75,8 @@ def run_impl(impl: str, sc: Scenario, size: str, warmup: int) -> dict[str, Any]:
         scenario=sc.name,
         dtype=dtype,
         e2e_s=e2e,
+        cpu_s=cpu,
+        load_avg=[load_before, os.getloadavg()[0]],
         build_s=build_s,
         setup_s=setup_s,
         fingerprint=fp,
