@@ -45,14 +45,33 @@ def test_bad_job_is_refused_at_submission(client: TestClient) -> None:
     assert r.status_code == 422 and "steps must be in [1, 10000]" in r.json()["detail"]
 
 
-def test_job_failing_in_the_engine_reports_its_error(client: TestClient) -> None:
-    # Only masked needs mask and image of the same size; the engine refuses it when it prepares pixels.
+def test_mask_size_mismatch_is_refused_at_submission(client: TestClient) -> None:
+    # Only masked needs mask and image of the same size; the plan refuses it before the job is queued.
     from .conftest import b64, square_mask
 
-    job = client.post("/api/v1/jobs", json=payload(mask=b64(square_mask(32, 32)))).json()
+    r = client.post("/api/v1/jobs", json=payload(mask=b64(square_mask(32, 32))))
+    assert r.status_code == 422 and "mask size 32x32 differs" in r.json()["detail"]
+
+
+class FailingEngine:
+    """An engine whose run fails the way a job can only fail once it runs (the plan accepted it)."""
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner, self.model, self.preview = inner, inner.model, inner.preview
+
+    def run(self, job: Any, **kwargs: Any) -> Any:
+        from retouch.params import ParamError
+
+        raise ParamError("init_images[0] could not be prepared: a test failure raised inside the engine")
+
+
+def test_job_failing_in_the_engine_reports_its_error(make_client: Any, engine: Engine) -> None:
+    client = make_client(FailingEngine(engine))
+    job = client.post("/api/v1/jobs", json=payload()).json()
     view = wait_done(client, job["id"])
     assert view["status"] == "failed" and view["result"] is None
-    assert view["error"]["error"] == "ParamError" and "mask size 32x32 differs" in view["error"]["detail"]
+    assert view["error"]["error"] == "ParamError" and "raised inside the engine" in view["error"]["detail"]
+    assert client.post("/api/v1/jobs", json=payload()).status_code == 202  # the worker is still alive
 
 
 def test_cancel_queued_and_running_jobs_and_finished_is_409(make_client: Any, engine: Engine) -> None:
