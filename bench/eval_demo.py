@@ -34,7 +34,7 @@ import dataset  # noqa: E402
 MASK_BOX = (36, 36, 92, 92)  # 56x56, left, top, right, bottom
 PAINT_THRESHOLD = 60.0
 SPEED_COMMAND = (
-    "retouch inpaint src/retouch/demo/examples/scene1.png --mask src/retouch/demo/examples/scene1_mask.png "
+    ".venv/bin/retouch inpaint src/retouch/demo/examples/scene1.png --mask src/retouch/demo/examples/scene1_mask.png "
     "-p 'a large red circle' --seed 1 -o {out}"
 )
 
