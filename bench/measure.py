@@ -26,6 +26,7 @@ class CallTimes:
     """Wall-clock seconds of every call of one component, in call order."""
 
     seconds: list[float] = field(default_factory=list)
+    peak_mib: float = math.nan
 
     @property
     def total(self) -> float:
@@ -40,14 +41,37 @@ class CallTimes:
         return s[mid] if len(s) % 2 else 0.5 * (s[mid - 1] + s[mid])
 
 
-class Timers:
-    """Times the UNet's forward calls and the VAE's encode/decode calls of live modules.
+class PeakMemory:
+    """Peak RSS per phase: each ``boundary`` reads VmHWM (the peak since the last boundary) and resets it.
 
-    ``attach`` installs the hooks; ``reset`` clears the times between warm-up and measured runs;
-    ``detach`` removes everything it installed.
+    ``overall`` is the maximum over all phases, i.e. the peak since construction; all NaN where the kernel
+    does not allow resetting the peak.
     """
 
     def __init__(self) -> None:
+        self.enabled = reset_peak_rss()
+        self.overall = math.nan
+
+    def boundary(self) -> float:
+        """Peak RSS in MiB since the previous boundary; starts the next phase."""
+        if not self.enabled:
+            return math.nan
+        hwm = rss_mib().get("vmhwm_mib", math.nan)
+        self.overall = hwm if math.isnan(self.overall) else max(self.overall, hwm)
+        reset_peak_rss()
+        return hwm
+
+
+class Timers:
+    """Times the UNet's forward calls and the VAE's encode/decode calls of live modules, with their peak RSS.
+
+    ``attach`` installs the hooks; ``reset`` clears the times between warm-up and measured runs;
+    ``detach`` removes everything it installed. Each component's ``peak_mib`` is the highest RSS seen
+    during its calls (``memory`` phases are cut at every call's start and end).
+    """
+
+    def __init__(self, memory: PeakMemory | None = None) -> None:
+        self.memory = memory or PeakMemory()
         self.unet = CallTimes()
         self.encode = CallTimes()
         self.decode = CallTimes()
@@ -67,10 +91,12 @@ class Timers:
         def pre(_m: Any, args: tuple[Any, ...]) -> None:
             if record_shape and args and isinstance(args[0], torch.Tensor):
                 self.unet_shapes.append(tuple(args[0].shape))
+            self.memory.boundary()
             start.append(time.perf_counter())
 
         def post(_m: Any, _args: Any, _out: Any) -> None:
             into.seconds.append(time.perf_counter() - start.pop())
+            into.peak_mib = _max(into.peak_mib, self.memory.boundary())
 
         handles = [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
         self._undo.extend(h.remove for h in handles)
@@ -80,11 +106,13 @@ class Timers:
 
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            self.memory.boundary()
             t0 = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
                 into.seconds.append(time.perf_counter() - t0)
+                into.peak_mib = _max(into.peak_mib, self.memory.boundary())
 
         object.__setattr__(module, name, timed)
         self._undo.append(lambda: module.__dict__.pop(name, None))
@@ -92,6 +120,7 @@ class Timers:
     def reset(self) -> None:
         for times in (self.unet, self.encode, self.decode, self.text):
             times.seconds.clear()
+            times.peak_mib = math.nan
         self.unet_shapes.clear()
 
     def detach(self) -> None:
@@ -109,6 +138,12 @@ class Timers:
             "vae_encode_s": self.encode.total,
             "vae_decode_calls": len(self.decode.seconds),
             "vae_decode_s": self.decode.total,
+            "peak_mib": {
+                "unet": self.unet.peak_mib,
+                "vae_encode": self.encode.peak_mib,
+                "vae_decode": self.decode.peak_mib,
+                "text": self.text.peak_mib,
+            },
             "text_calls": len(self.text.seconds),
             "text_s": self.text.total,
         }
@@ -125,6 +160,11 @@ def best_time(fn: Callable[[], Any], repeats: int, budget_s: float) -> float:
         if spent > budget_s:
             break
     return best
+
+
+def _max(a: float, b: float) -> float:
+    """max ignoring NaN on either side."""
+    return b if math.isnan(a) else a if math.isnan(b) else max(a, b)
 
 
 def matmul_peak(dtype: torch.dtype, n_max: int, repeats: int, budget_s: float = 0.5) -> tuple[float, int]:

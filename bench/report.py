@@ -23,11 +23,19 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in runs if "error" not in r]
     if not ok:
         return {"error": runs[-1].get("error", "no run"), "repeats": len(runs)}
-    rec = dict(ok[-1])
     for r in ok:
-        r["peak_rss_mib"] = r["rss_end"]["ru_maxrss_mib"]
-        hwm = r["rss_end"].get("vmhwm_mib", math.nan) if r.get("peak_reset") else math.nan
-        r["run_extra_mib"] = hwm - r["rss_built"].get("vmrss_mib", math.nan)
+        # ru_maxrss before the first VmHWM reset covers the build; the tracked phases cover the rest (a reset
+        # also lowers what ru_maxrss reports later, so the end-of-process value alone would miss the build).
+        peaks = [
+            r["rss_built"]["ru_maxrss_mib"],
+            r["rss_end"]["ru_maxrss_mib"],
+            r.get("run_peak_mib", math.nan),
+        ]
+        r["peak_rss_mib"] = max(p for p in peaks if not math.isnan(p))
+        built = r["rss_built"].get("vmrss_mib", math.nan)
+        r["run_extra_mib"] = r.get("run_peak_mib", math.nan) - built
+        r["phase_extra_mib"] = {k: v - built for k, v in r.get("peak_mib", {}).items()}
+    rec = dict(ok[-1])
     for key, _ in METRICS:
         rec[key] = statistics.median(r[key] for r in ok)
     rec["repeats"] = len(ok)
@@ -149,7 +157,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {sc['title']} | {sc['image']}² | {sc['processing']}² | {sc['batch']} | {sc['strength']} | "
             f"{sc['retouch_steps']} | {sc['diffusers_steps']} | {sc['evals']} | {', '.join(sc['impls'])} |"
         )
-    out += _run_table(results) + _ratio_table(results) + _limit_table(results) + _tail(results)
+    out += _run_table(results) + _ratio_table(results) + _memory_table(results) + _limit_table(results)
+    out += _tail(results)
     return "\n".join(out) + "\n"
 
 
@@ -192,6 +201,28 @@ def _ratio_table(results: dict[str, Any]) -> list[str]:
     for name, by_ref in results["ratios"].items():
         for ref, vals in by_ref.items():
             out.append(f"| {name} | {ref} | " + " | ".join(_f(vals[k], 3) for k, _ in METRICS) + " |")
+    return out
+
+
+def _memory_table(results: dict[str, Any]) -> list[str]:
+    out = [
+        "",
+        "## Memory beyond the built fp32 modules, MiB (peak RSS during each phase minus RSS after the build)",
+        "",
+        "| scenario | implementation | built | setup + run | during UNet | during VAE encode | "
+        "during VAE decode |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, by_impl in results["runs"].items():
+        for impl, r in by_impl.items():
+            if "error" in r:
+                continue
+            ph = r.get("phase_extra_mib", {})
+            out.append(
+                f"| {name} | {impl} | {_f(r['rss_built'].get('vmrss_mib', math.nan), 0)} | "
+                f"{_f(r['run_extra_mib'], 0)} | {_f(ph.get('unet', math.nan), 0)} | "
+                f"{_f(ph.get('vae_encode', math.nan), 0)} | {_f(ph.get('vae_decode', math.nan), 0)} |"
+            )
     return out
 
 

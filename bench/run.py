@@ -69,13 +69,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-diffusers-bf16", action="store_true", help="skip the diffusers-in-bf16 reference")
     ap.add_argument("--no-quality", action="store_true", help="skip the bf16-vs-fp32 PSNR check")
     ap.add_argument(
-        "--threads", type=int, default=None, help="torch threads in the children (default: torch's)"
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads in the children (default 1 with --quick, else torch's own choice)",
     )
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     if args.warmup is None:
         args.warmup = 1 if args.quick else 0
+    if args.threads is None and args.quick:
+        args.threads = 1  # tiny ops on a shared 2-core machine: a second thread mostly waits (see README)
     return args
 
 
@@ -216,58 +221,64 @@ def choose_scenarios(args: argparse.Namespace, machine: dict[str, Any]) -> tuple
     if not args.slow and any(s.name == "inpaint-whole-big" for s in scs):
         notes.append("diffusers' whole-picture inpaint of the big image was skipped (slow); run with --slow.")
     notes.append(
-        "peak RSS = ru_maxrss of the child process (building the fp32 modules included, the same for "
-        "both); run extra = peak RSS during setup and run (VmHWM reset after the build) minus the RSS "
-        "of the built modules: what the implementation needs beyond the loaded weights."
+        "peak RSS = the child process's peak (ru_maxrss over the build of the fp32 modules, the same for both, "
+        "then VmHWM over setup and run); 'run extra' and the memory table = peak RSS during setup and run, "
+        "or during one phase, minus the RSS right after the build."
     )
     return scs, notes
 
 
+def _header(
+    args: argparse.Namespace, machine: dict[str, Any], scs: list[Scenario], started: Any
+) -> dict[str, Any]:
+    return {
+        "date": started.isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "models": "tiny random (retouch.testing)"
+        if args.quick
+        else "SD1.5-sized random weights (bench/configs.py)",
+        "machine": machine,
+        "args": vars(args) | {"out": str(args.out)},
+        "scenarios": [
+            dataclasses.asdict(s) | {"retouch_steps": s.retouch_steps, "diffusers_steps": s.diffusers_steps}
+            for s in scs
+        ],
+    }
+
+
+def _progress(t0: float, what: str) -> None:
+    print(f"[bench] {time.perf_counter() - t0:6.1f}s {what}", file=sys.stderr)
+
+
 def collect(args: argparse.Namespace) -> dict[str, Any]:
     """Machine, peaks, every scenario's runs and the quality check, as one dict."""
-    started = datetime.datetime.now().astimezone()
+    started, t0 = datetime.datetime.now().astimezone(), time.perf_counter()
     children = Children()
     try:
         # The first submit waits for the fork server's imports: do it on a thread, read the machine meanwhile.
         baseline = cf.ThreadPoolExecutor(1).submit(children.run, {"kind": "baseline"})
         machine = measure.machine()
         scs, notes = choose_scenarios(args, machine)
-        results: dict[str, Any] = {
-            "date": started.isoformat(timespec="seconds"),
-            "mode": "quick" if args.quick else "full",
-            "models": "tiny random (retouch.testing)"
-            if args.quick
-            else "SD1.5-sized random weights (bench/configs.py)",
-            "machine": machine,
-            "args": vars(args) | {"out": str(args.out)},
-            "scenarios": [
-                dataclasses.asdict(s)
-                | {"retouch_steps": s.retouch_steps, "diffusers_steps": s.diffusers_steps}
-                for s in scs
-            ],
-        }
+        results = _header(args, machine, scs, started)
         if args.quick:  # smoke run: overlap the peak measurement with the fork server's imports
             results["peaks"] = measure_peaks(args.quick)
         results["baseline"] = baseline.result()
+        _progress(t0, "fork server ready")
         if not args.quick:  # measured while no other process of ours runs
             results["peaks"] = measure_peaks(args.quick)
+        _progress(t0, "peaks measured")
         results["runs"] = run_scenarios(children, scs, args)
+        _progress(t0, "scenarios done")
         if not args.no_quality:
-            demo = not args.quick and machine["mkldnn_bf16"]
-            results["quality"] = children.run(
-                {
-                    "kind": "quality",
-                    "size": "tiny",
-                    "image": 64,
-                    "model": "demo" if demo else None,
-                    "threads": args.threads,
-                }
-            )
+            # the demo model is small (about 11 M parameters): cheap even where bf16 is emulated
+            task = {"kind": "quality", "size": "tiny", "image": 64, "threads": args.threads}
+            results["quality"] = children.run(task | {"model": None if args.quick else "demo"})
+            _progress(t0, "quality checked")
     finally:
         children.close()
     results["fingerprints"], errors = fingerprints(results["runs"])
     results["errors"], results["notes"] = errors, errors + notes
-    results["elapsed_s"] = (datetime.datetime.now().astimezone() - started).total_seconds()
+    results["elapsed_s"] = time.perf_counter() - t0
     return report.derive(results)
 
 
