@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dataset  # noqa: E402
-import models  # noqa: E402
 from train import psnr, to_tensor  # noqa: E402
+
+import models  # noqa: E402
 
 
 @torch.no_grad()

@@ -2,18 +2,18 @@
 
 Usage (one background job; every stage resumes from its files under ``--work``)::
 
-    .venv/bin/python tools/demo/train.py --work runs/demo --vae-minutes 25 --unet-minutes 90
+    .venv/bin/python tools/demo/train.py --work runs/demo --vae-minutes 13 --unet-minutes 62
 
 Stages:
 1. ``data``: render ``--images`` training scenes (dataset.py) into images.npy (uint8).
-2. ``vae``: AutoencoderKL on 64-px random crops, batch 32, AdamW 5e-4, L1 + MSE + 1e-6 KL, bf16 autocast;
-   stops at ``--vae-psnr`` dB on held-out scenes or after ``--vae-minutes``. The latent space is then
+2. ``vae``: AutoencoderKL on full 128-px scenes, batch 4, AdamW 1e-3, L1 + MSE + 1e-6 KL, fp32 (this CPU
+   has no AVX-512, so bf16 is emulated and about 10x slower); stops at ``--vae-psnr`` dB on held-out scenes or after ``--vae-minutes``. The latent space is then
    centred and rescaled per channel (an exact reparametrisation of quant_conv / post_quant_conv) so that
    SD1's factor 0.18215 gives unit-variance latents.
 3. ``encode``: posterior mean and std of every training image (latents.pt).
 4. ``unet``: UNet2DConditionModel + CLIPTextModel trained jointly, epsilon prediction on SD's
    scaled-linear schedule (0.00085 -> 0.012, 1000 steps), min-SNR-5 weighting, 10% empty captions (for
-   CFG), AdamW with warmup, EMA, bf16 autocast, captions padded to 77 tokens exactly as at inference.
+   CFG), AdamW with warmup, EMA, fp32, captions padded to 77 tokens exactly as at inference.
    Checkpoints every ``--ckpt-minutes`` (models, EMA, optimizer, step, RNG, elapsed time).
 5. ``export``: EMA weights in diffusers layout (export_diffusers.pt); tools/demo/export.py converts
    them to the single-file LDM checkpoint.
