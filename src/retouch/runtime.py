@@ -87,8 +87,9 @@ class Runtime:
         for module in (model.unet, *model.text_encoders):
             _place(module, self.device, self.dtype)
         _place(model.vae, self.device, torch.float32)
-        # oneDNN's convolutions prefer NHWC: the SD1.5 UNet step ran 17% faster in fp32 on a 2-core AVX2
-        # CPU (17.3 s -> 14.4 s at a 16x16 latent, bench/README.md); the output is numerically the same.
+        # oneDNN's convolutions prefer NHWC: one SD1.5 UNet call in fp32 on one thread of this 2-core AVX2
+        # host took 14.4 s instead of 17.3 s at a 16x16 latent (a single loaded-machine run; the bench's
+        # profile at 512x512 saw no reliable difference, bench/README.md). Outputs are the same.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         model.unet.to(memory_format=self.memory_format)
         model.vae.to(memory_format=self.memory_format)
