@@ -110,6 +110,17 @@ def components(size: str, inpaint: bool, seed: int = 0) -> dict[str, Any]:
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": clip_tokenizer()}
 
 
+def bundle(parts: dict[str, Any], *, inpaint: bool = False, name: str = "bench") -> Any:
+    """A Retouch ModelBundle over ``components(...)``'s modules (SD1 or SD1-inpaint family)."""
+    from retouch.models.bundle import ModelBundle
+    from retouch.models.families import SD1, SD1_INPAINT
+
+    return ModelBundle(
+        family=SD1_INPAINT if inpaint else SD1, unet=parts["unet"], vae=parts["vae"],
+        text_encoders=(parts["text_encoder"],), tokenizers=(parts["tokenizer"],), name=name, hash=None,
+    )
+
+
 def fingerprint(*modules: torch.nn.Module) -> str:
     """A short hash of every parameter's name, shape and a strided sample of its values (fp32 bytes)."""
     h = hashlib.sha256()

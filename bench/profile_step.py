@@ -42,21 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from retouch.engine import Engine
-    from retouch.models.bundle import ModelBundle
-    from retouch.models.families import SD1
     from retouch.sampling.denoisers import Cond
 
     parts = configs.components("tiny" if args.quick else "sd15", False, SEED)
     unet_config = dict(parts["unet"].config)
-    bundle = ModelBundle(
-        family=SD1,
-        unet=parts["unet"],
-        vae=parts["vae"],
-        text_encoders=(parts["text_encoder"],),
-        tokenizers=(parts["tokenizer"],),
-        name="bench",
-        hash=None,
-    )
+    bundle = configs.bundle(parts)
     engine = Engine(bundle, precision=args.precision)
     rt = engine.runtime
     side = args.size // 8

@@ -120,19 +120,9 @@ def _inputs(sc: Scenario) -> tuple[Image.Image, Image.Image | None]:
 def _retouch(impl: str, sc: Scenario, parts: dict[str, Any]) -> tuple[Any, torch.nn.Module]:
     """Retouch's Engine on the components, precision "auto", running the scenario as an A1111 job."""
     from retouch.engine import Engine
-    from retouch.models.bundle import ModelBundle
-    from retouch.models.families import SD1, SD1_INPAINT
     from retouch.params import Img2Img, MaskedContent
 
-    bundle = ModelBundle(
-        family=SD1_INPAINT if sc.inpaint else SD1,
-        unet=parts["unet"],
-        vae=parts["vae"],
-        text_encoders=(parts["text_encoder"],),
-        tokenizers=(parts["tokenizer"],),
-        name="bench",
-        hash=None,
-    )
+    bundle = configs.bundle(parts, inpaint=sc.inpaint)
     engine = Engine(bundle, precision="auto")
     image, mask = _inputs(sc)
     job = Img2Img(
@@ -205,8 +195,6 @@ def quality(size: str, image_size: int, model: str | None) -> dict[str, Any]:
     reason is returned in ``note``.
     """
     from retouch.engine import Engine
-    from retouch.models.bundle import ModelBundle
-    from retouch.models.families import SD1
     from retouch.params import Img2Img
 
     note = ""
@@ -220,15 +208,7 @@ def quality(size: str, image_size: int, model: str | None) -> dict[str, Any]:
             note = f"demo model unavailable ({type(e).__name__}: {e}); used the tiny model"
     if bundle is None:
         parts = configs.components(size, False, SEED)
-        bundle = ModelBundle(
-            family=SD1,
-            unet=parts["unet"],
-            vae=parts["vae"],
-            text_encoders=(parts["text_encoder"],),
-            tokenizers=(parts["tokenizer"],),
-            name=f"bench-{size}",
-            hash=None,
-        )
+        bundle = configs.bundle(parts, name=f"bench-{size}")
         model = size
     else:
         image_size = DEMO_SIZE

@@ -25,7 +25,7 @@ from retouch.models.bundle import ModelBundle
 from retouch.params import Img2Img, MaskedContent, ResizeMode
 from retouch.plan import Plan, make_plan
 from retouch.preprocess import Prepared, finish_image, prepare_images
-from retouch.runtime import Runtime
+from retouch.runtime import Runtime, signed_pixels
 from retouch.sampling.denoisers import (
     CFGDenoiser,
     Cond,
@@ -340,5 +340,5 @@ def _batch_images(images: tuple[Image.Image, ...], batch_size: int) -> list[Imag
 
 def _masked_image(image: Image.Image, mask: np.ndarray, weight: float) -> np.ndarray:
     """``source * (1 - w * mask)`` in [-1, 1], HWC float32 (spec §4.1 step 2)."""
-    source = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    source = signed_pixels(image)
     return source * (1.0 - weight * mask[..., None])

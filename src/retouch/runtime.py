@@ -74,6 +74,11 @@ def _place(module: Any, device: torch.device, dtype: torch.dtype) -> None:
         torch.nn.Module.to(module, dtype=dtype)
 
 
+def signed_pixels(image: Image.Image) -> np.ndarray:
+    """RGB pixels mapped from [0, 255] to [-1, 1], HWC float32 (A1111's ``image * 2 - 1``)."""
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+
+
 class Runtime:
     """Owns the bundle's modules on one device and dtype; encodes text, runs the UNet and the VAE."""
 
@@ -180,7 +185,7 @@ class Runtime:
     def encode(self, images: Sequence[Image.Image], seeds: Sequence[int], *, sample: bool = True,
                scale: bool = True) -> Tensor:
         """VAE-encode RGB images (each mapped from [0, 255] to [-1, 1])."""
-        arrays = [np.asarray(im.convert("RGB"), dtype=np.float32) / 127.5 - 1.0 for im in images]
+        arrays = [signed_pixels(im) for im in images]
         return self.encode_arrays(arrays, seeds, sample=sample, scale=scale)
 
     def _decode_one(self, z: Tensor, autocast: bool) -> Tensor:
