@@ -6,6 +6,7 @@ which dtype, when to fall back) sits in one place.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from retouch.params import ParamError
 from retouch.sampling.denoisers import Cond
 from retouch.sampling.schedules import model_sigmas
 
-__all__ = ["Runtime", "choose_device", "choose_dtype", "PRECISIONS"]
+__all__ = ["Runtime", "choose_device", "choose_dtype", "set_threads", "PRECISIONS"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _TEXT_CACHE_SIZE = 32
@@ -37,6 +38,22 @@ def choose_device(device: str | torch.device | None) -> torch.device:
         return torch.device(device)
     except RuntimeError as e:
         raise ParamError(f"unknown device {device!r} (use cpu, cuda, cuda:N or mps): {e}") from None
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op CPU threads for this process (``None``: leave torch's default, one per core).
+
+    A process-wide setting, so it belongs to the program's edge (the CLI's and the server's ``--threads``),
+    not to an Engine. On a machine that other jobs share, fewer threads than cores is often much faster:
+    OpenMP threads that wait for a busy core spin (bench/README.md, "Threads"). Returns the count in effect.
+    """
+    if threads is None:
+        return torch.get_num_threads()
+    cores = os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
+        raise ParamError(f"threads must be a whole number from 1 to {cores} (this machine's CPUs); got {threads!r}")
+    torch.set_num_threads(threads)
+    return threads
 
 
 def _cpu_has_native_bf16() -> bool:

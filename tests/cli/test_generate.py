@@ -125,6 +125,11 @@ def test_fp16_on_cpu_is_refused(tmp_path: Path, cli: Callable[..., Run]) -> None
     _one_line_error(cli("img2img", image, "--precision", "fp16", "--device", "cpu"), 2, "fp16")
 
 
+def test_bad_thread_count_is_one_line(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    image = noise_image(tmp_path / "in.png")
+    _one_line_error(cli("img2img", image, "--threads", "0"), 2, "threads must be a whole number from 1 to")
+
+
 def test_ctrl_c_discards_the_unfinished_image(
     tmp_path: Path, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -77,7 +77,8 @@ def test_serve_passes_options_through(cli: Callable[..., Run], monkeypatch: pyte
     seen: dict[str, Any] = {}
     monkeypatch.setattr(server_app, "serve", lambda **kwargs: seen.update(kwargs))
     run = cli(
-        "serve", "--model", "m.safetensors", "--port", "9999", "--api-auth", "u:p", "--precision", "fp32"
+        "serve", "--model", "m.safetensors", "--port", "9999", "--api-auth", "u:p", "--precision", "fp32",
+        "--threads", "1",
     )
     assert run.code == 0, run.err
     assert seen == {
@@ -89,6 +90,7 @@ def test_serve_passes_options_through(cli: Callable[..., Run], monkeypatch: pyte
         "precision": "fp32",
         "device": None,
         "log_level": "info",
+        "threads": 1,
     }
 
 

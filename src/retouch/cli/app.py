@@ -134,6 +134,9 @@ def _serve(
         PrecisionChoice, typer.Option("--precision", help="Compute precision.")
     ] = PrecisionChoice.auto,
     device: Annotated[str | None, typer.Option("--device", help="torch device.")] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads (default: one per core).")
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the A1111-compatible HTTP API (/sdapi/v1) and the job API (/api/v1/jobs)."""
@@ -154,6 +157,7 @@ def _serve(
             precision=precision.value,
             device=device,
             log_level=log_level,
+            threads=threads,
         )
     except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from None

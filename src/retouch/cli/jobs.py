@@ -93,6 +93,12 @@ def load_engine(session: Session, settings: Settings, progress: Progress) -> Eng
     ``--from-infotext``, a note when the infotext names another model."""
     opts = settings.opts
     precision = getattr(opts["precision"], "value", opts["precision"])
+    from retouch.runtime import set_threads  # torch: imported only when a job runs
+
+    try:
+        set_threads(opts.get("threads"))
+    except ParamError as exc:
+        raise CliError(str(exc)) from None
     engine = session.engine(opts["model"], opts.get("vae"), opts.get("device"), str(precision))
     if settings.infotext is not None:
         note = model_mismatch(settings.infotext, engine.model.name, engine.model.hash)

@@ -229,6 +229,13 @@ DEVICE: tuple[inspect.Parameter, ...] = _in_panel(
             "--device",
             help="torch device (default: cuda if available, else cpu).",
         ),
+        _opt(
+            "threads",
+            int | None,
+            None,
+            "--threads",
+            help="CPU threads (default: one per core; 1 is faster when other jobs share the CPU).",
+        ),
     ),
 )
 

@@ -91,6 +91,7 @@ def serve(
     precision: str = "auto",
     device: str | None = None,
     log_level: str = "info",
+    threads: int | None = None,
     **limits: Any,
 ) -> None:
     """Load ``model`` and serve the API with uvicorn until interrupted (``retouch serve``).
@@ -98,7 +99,8 @@ def serve(
     ``api_auth`` is ``"user:pass[,user2:pass2]"``; ``limits`` are any other :class:`ServerConfig`
     fields (``max_steps``, ``max_batch_size``, ``max_n_iter``, ``max_image_pixels``,
     ``max_output_pixels``, ``max_body_bytes``, ``result_ttl_s``, ``max_results``, ``max_job_seconds``);
-    an unknown name raises TypeError, a bad value ValueError. The model is loaded here, before the port
+    an unknown name raises TypeError, a bad value ValueError. ``threads``: torch's CPU threads for the
+    process (``runtime.set_threads``; default one per core). The model is loaded here, before the port
     is bound, so a bad path fails at once with the loader's own error (FileNotFoundError/ValueError)
     instead of a server that starts and dies.
     """
@@ -106,7 +108,9 @@ def serve(
 
     from retouch.engine import Engine
     from retouch.models.loading import load_model
+    from retouch.runtime import set_threads
 
+    set_threads(threads)  # ParamError is a ValueError: reported before anything loads
     config = ServerConfig(max_queue=max_queue, api_auth=parse_api_auth(api_auth), **limits)
     log.info("loading model %s", model)
     engine = Engine(load_model(model), device=device, precision=precision)
