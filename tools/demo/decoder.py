@@ -22,6 +22,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 import dataset  # noqa: E402
 from train import atomic_save, log, psnr, to_tensor  # noqa: E402
+from vae_init import param_groups  # noqa: E402
 
 import models  # noqa: E402
 
@@ -43,7 +44,9 @@ def main() -> None:
     trainable = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     for p in trainable:
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(param_groups(trainable, vae), lr=args.lr, weight_decay=0.0)
+    for g in opt.param_groups:
+        g["lr"] = args.lr * g["scale"]
     val = to_tensor(dataset.build_images(16, "heldout"))
     best = psnr(vae, val)
     log(args.work, f"decoder: start psnr {best:.2f} dB, lr {args.lr}")

@@ -13,7 +13,7 @@ from typing import Any
 LATENT_SCALE = 0.18215  # SD1's VAE factor; the trained VAE is rescaled so that it holds (see train.py)
 
 VAE_CONFIG: dict[str, Any] = dict(
-    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[16, 32, 64, 64],
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[16, 32, 64, 128],
     down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
     layers_per_block=1, norm_num_groups=4, sample_size=128, scaling_factor=LATENT_SCALE, act_fn="silu",
 )
@@ -35,10 +35,11 @@ SCHEDULER_CONFIG: dict[str, Any] = {
 }
 
 
-def build_vae() -> Any:
+def build_vae(**overrides: Any) -> Any:
+    """The demo AutoencoderKL; ``overrides`` replace VAE_CONFIG entries (train.py's --vae-widths/--vae-groups)."""
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(**VAE_CONFIG)
+    return AutoencoderKL(**{**VAE_CONFIG, **overrides})
 
 
 def build_unet() -> Any:
