@@ -27,7 +27,7 @@ test: lint
 DEMO := src/retouch/demo/examples
 demo: $(STAMP)
 	$(BIN)/retouch inpaint $(DEMO)/scene1.png --mask $(DEMO)/scene1_mask.png -p "a large red circle" \
-		-o outputs/demo --seed 1 --steps 20 --denoise 1.0 --masked-content fill
+		-o outputs/demo --seed 1 --steps 20 --sampler "Euler a" --denoise 1.0 --masked-content fill
 	@echo "results in outputs/demo/"
 
 clean:

@@ -35,7 +35,7 @@ MASK_BOX = (36, 36, 92, 92)  # 56x56, left, top, right, bottom
 PAINT_THRESHOLD = 60.0
 SPEED_COMMAND = (
     ".venv/bin/retouch inpaint src/retouch/demo/examples/scene1.png --mask src/retouch/demo/examples/scene1_mask.png "
-    "-p 'a large red circle' --seed 1 -o {out}"
+    "-p 'a large red circle' -o {out} --seed 1 --steps 20 --sampler 'Euler a' --denoise 1.0 --masked-content fill"
 )
 
 

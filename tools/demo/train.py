@@ -2,12 +2,14 @@
 
 Usage (one background job; every stage resumes from its files under ``--work``)::
 
-    .venv/bin/python tools/demo/train.py --work runs/demo --vae-minutes 13 --unet-minutes 62
+    .venv/bin/python tools/demo/train.py --work runs/demo2 --unet-minutes 72 --threads 2
 
 Stages:
 1. ``data``: render ``--images`` training scenes (dataset.py) into images.npy (uint8).
-2. ``vae``: AutoencoderKL on full 128-px scenes, batch 4, AdamW 1e-3, L1 + MSE + 1e-6 KL, fp32 (this CPU
-   has no AVX-512, so bf16 is emulated and about 10x slower); stops at ``--vae-psnr`` dB on held-out scenes or after ``--vae-minutes``. The latent space is then
+2. ``vae``: AutoencoderKL from ``vae_init.structured_init`` (8x8 block-average encoder, nearest-upsample
+   decoder, 25.8 dB before training); with ``--vae-minutes`` > 0 it is then trained on full 128-px scenes
+   (L1 + MSE + 1e-6 KL, main path at 1/20 of the rate) until ``--vae-psnr`` dB or the time is up. The
+   shipped model keeps the structured encoder (``--vae-minutes 0``, the default). The latent space is then
    centred and rescaled per channel (an exact reparametrisation of quant_conv / post_quant_conv) so that
    SD1's factor 0.18215 gives unit-variance latents.
 3. ``encode``: posterior mean and std of every training image (latents.pt).
@@ -288,14 +290,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("runs/demo"))
     ap.add_argument("--images", type=int, default=16000)
-    ap.add_argument("--vae-minutes", type=float, default=13)
+    ap.add_argument("--vae-minutes", type=float, default=0)
     ap.add_argument("--vae-batch", type=int, default=4)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--vae-widths", default="", help="e.g. 32,64,128,128 (default: models.VAE_CONFIG)")
     ap.add_argument("--vae-groups", type=int, default=0, help="GroupNorm groups (default: models.VAE_CONFIG)")
-    ap.add_argument("--latents", type=int, default=5000, help="training images encoded for the UNet stage")
+    ap.add_argument("--latents", type=int, default=16000, help="training images encoded for the UNet stage")
     ap.add_argument("--vae-psnr", type=float, default=26.0)
-    ap.add_argument("--unet-minutes", type=float, default=90)
+    ap.add_argument("--unet-minutes", type=float, default=72)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--warmup", type=int, default=100)
