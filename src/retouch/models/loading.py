@@ -12,8 +12,10 @@ the models are created with empty (meta) parameters and the file's tensors are a
 
 Safety: pickles load only with ``torch.load(weights_only=True)``; a pickle that needs anything besides
 tensors and plain containers is refused (``UnsafeCheckpointError``) before any of its code runs.
-The one exception is an inert stand-in for PyTorch Lightning's ``ModelCheckpoint`` class, which old
-SD1 ``.ckpt`` files name as a dictionary key (A1111 allows it for the same reason).
+The exceptions are an inert stand-in for PyTorch Lightning's ``ModelCheckpoint`` class, which old
+SD1 ``.ckpt`` files name as a dictionary key, and ``torch.nn.ParameterDict``, in which A1111 stores a
+textual-inversion embedding's vectors (A1111's own restricted unpickler allows both for these reasons;
+``torch._utils._rebuild_parameter`` is already in torch's weights-only list).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from retouch.models.hashing import model_hash
 from retouch.models.ldm_layout import CONFIG_METADATA_KEY
 from retouch.models.tokenizers import CONFIG_ROOT, clip_tokenizer
 
-__all__ = ["load_model", "read_state_dict", "bundled_configs", "probe_v_prediction", "UnsafeCheckpointError", "DEMO_MODEL_PATH", "SINGLE_FILE_SUFFIXES"]
+__all__ = ["load_model", "read_state_dict", "load_pickle", "bundled_configs", "probe_v_prediction", "UnsafeCheckpointError", "DEMO_MODEL_PATH", "SINGLE_FILE_SUFFIXES"]
 
 DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "demo" / "demo.safetensors"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
@@ -55,7 +57,10 @@ class _InertLightningCallback:
         pass
 
 
-_PICKLE_ALLOWED: list[Any] = [(_InertLightningCallback, "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint")]
+_PICKLE_ALLOWED: list[Any] = [
+    (_InertLightningCallback, "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"),
+    torch.nn.modules.container.ParameterDict,
+]
 
 
 def _torch_load(path: Path) -> Any:
@@ -65,6 +70,15 @@ def _torch_load(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
         raise UnsafeCheckpointError(f"refused to load {path}: {_pickle_problem(str(exc))}") from None
+
+
+def load_pickle(path: str | os.PathLike[str]) -> Any:
+    """Whatever a pickled ``.pt``/``.bin``/``.ckpt`` holds, loaded without running code from it.
+
+    Tensors, parameters, ``ParameterDict`` and plain containers only; anything else raises
+    ``UnsafeCheckpointError`` before any of the file's code runs.
+    """
+    return _torch_load(Path(path))
 
 
 def _pickle_problem(message: str) -> str:
