@@ -19,13 +19,14 @@ A1111 saves a trained embedding inside a preview PNG in two ways, and reads both
   rightmost are used), XOR the blocks left of the first and right of the last with the stream again,
   and join ``high << 4 | low``. zlib stops at the end of its stream, so the cyclic padding is ignored.
 
-Pure functions of images and bytes; the tensors come back as float32 ``torch`` tensors.
+Pure functions of images and bytes (and one reader of an image file); the tensors come back as float32 ``torch`` tensors.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -43,6 +44,7 @@ __all__ = [
     "encode_text_chunk",
     "decode_pixel_embedding",
     "encode_pixel_embedding",
+    "read_image_embedding",
 ]
 
 TEXT_CHUNK_KEY = "sd-ti-embedding"
@@ -171,3 +173,21 @@ def encode_pixel_embedding(image: Image.Image, data: Any, shades: Sequence[int] 
     canvas.paste(image.convert("RGB"), (side + 1, 0))
     canvas.paste(Image.fromarray(high), (side + 1 + image.width + 1, 0))
     return canvas
+
+
+def read_image_embedding(path: str | os.PathLike[str]) -> Any:
+    """The embedding data in the image file at ``path``: its text chunk if it has one, else its pixels.
+
+    Raises ValueError when the file is no image PIL can open, or holds no embedding data.
+    """
+    try:
+        with Image.open(path) as image:
+            text = getattr(image, "text", {}) or {}
+            if TEXT_CHUNK_KEY in text:
+                return decode_text_chunk(text[TEXT_CHUNK_KEY])
+            data = decode_pixel_embedding(image)
+    except (OSError, SyntaxError) as exc:  # PIL's errors for files it cannot decode
+        raise ValueError(f"cannot open the image: {exc}") from None
+    if data is None:
+        raise ValueError(f"an image without embedding data (no {TEXT_CHUNK_KEY!r} text chunk, no pixel-encoded data)")
+    return data

@@ -147,24 +147,6 @@ def _parts_of(data: Any) -> tuple[torch.Tensor, ...]:
     )
 
 
-def _read_image(path: Path) -> Any:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            text = getattr(image, "text", {}) or {}
-            if embedding_images.TEXT_CHUNK_KEY in text:
-                return embedding_images.decode_text_chunk(text[embedding_images.TEXT_CHUNK_KEY])
-            data = embedding_images.decode_pixel_embedding(image)
-    except (OSError, SyntaxError) as exc:  # PIL's errors for files it cannot decode
-        raise EmbeddingFormatError(f"cannot open the image: {exc}") from None
-    if data is None:
-        raise EmbeddingFormatError(
-            f"an image without embedding data (no {embedding_images.TEXT_CHUNK_KEY!r} text chunk, no pixel-encoded data)"
-        )
-    return data
-
-
 def _read_data(path: Path) -> Any:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
@@ -175,7 +157,10 @@ def _read_data(path: Path) -> Any:
         except Exception as exc:  # safetensors raises its own error types for damaged files
             raise EmbeddingFormatError(f"cannot read the safetensors file: {exc}") from None
     if suffix in IMAGE_SUFFIXES:
-        return _read_image(path)
+        try:
+            return embedding_images.read_image_embedding(path)
+        except ValueError as exc:
+            raise EmbeddingFormatError(str(exc)) from None
     try:
         return load_pickle(path)
     except UnsafeCheckpointError:
