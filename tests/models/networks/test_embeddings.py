@@ -116,8 +116,9 @@ def test_broken_files_are_problems_and_the_rest_loads(tmp_path: Path) -> None:
     (tmp_path / "broken.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
     write_pt(tmp_path / " .pt", a1111_data(vectors(1, 8)))  # the name " " has no tokens
     (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "dangling.pt").symlink_to(tmp_path / "gone.pt")
     d = db(tmp_path)
-    assert list(d.loaded) == ["good"] and sorted(d.problems) == [" .pt", "broken.safetensors"]
+    assert list(d.loaded) == ["good"] and sorted(d.problems) == [" .pt", "broken.safetensors", "dangling.pt"]
     assert "cannot read the safetensors file" in d.problems["broken.safetensors"]
     assert d.problems[" .pt"] == "its name ' ' has no tokens, so no prompt can name it"
 
@@ -186,3 +187,18 @@ def test_for_bundle_measures_the_text_encoders(tmp_path: Path, family: str, widt
     d = EmbeddingDatabase.for_bundle(tmp_path, tiny_model(0, family))
     assert d.widths == widths and d.expected_shape == sum(widths)
     assert list(d.loaded) == (["e"] if family == "sd1" else []) and list(d.skipped) == ([] if family == "sd1" else ["e"])
+
+
+def test_splice_replaces_rows_after_the_offset_and_clips_at_the_chunk_end(tmp_path: Path) -> None:
+    """Spec §2.5 / A1111 ``EmbeddingsWithFixes``: a fix (offset, name) writes rows offset+1 .. offset+n,
+    at most 77 - offset - 1 vectors (offset 74 with 3 vectors: rows 75 and 76 only), in the tensor's dtype."""
+    vec = vectors(3, 8)
+    write_pt(tmp_path / "tri.pt", a1111_data(vec))
+    d = db(tmp_path)
+    base = torch.zeros(2, 77, 8, dtype=torch.bfloat16)
+    out = d.splice(base, [[(1, "tri")], [(74, "tri")]], 0)
+    assert out.dtype == torch.bfloat16 and not base.any()
+    assert torch.equal(out[0, 2:5], vec.to(torch.bfloat16)) and not out[0, :2].any() and not out[0, 5:].any()
+    assert torch.equal(out[1, 75:77], vec[:2].to(torch.bfloat16)) and not out[1, :75].any()
+    with pytest.raises(ValueError, match=r"one fixes list per row; got shape \(2, 77, 8\) and 1 fixes lists"):
+        d.splice(base, [[]], 0)

@@ -238,8 +238,16 @@ def _walk(folder: Path) -> list[Path]:
 
 
 def _signature(folder: Path, files: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
-    stats = ((f, f.stat()) for f in files)
-    return tuple((f.relative_to(folder).as_posix(), s.st_size, s.st_mtime_ns) for f, s in stats)
+    """(relative path, size, mtime in ns) of each file; a dangling link counts as size -1."""
+    entries = []
+    for file in files:
+        try:
+            stat = file.stat()
+            entry = (file.relative_to(folder).as_posix(), stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            entry = (file.relative_to(folder).as_posix(), -1, 0)
+        entries.append(entry)
+    return tuple(entries)
 
 
 def _token_ids(tokenizer: Any, name: str) -> tuple[int, ...]:
@@ -367,6 +375,28 @@ class EmbeddingDatabase:
         if not 0 <= encoder_index < len(self.widths):
             raise IndexError(f"encoder_index must be in 0..{len(self.widths) - 1} for this model, got {encoder_index}")
         return embedding.parts[encoder_index].clone()
+
+    def splice(
+        self, token_embeddings: torch.Tensor, fixes: Sequence[Sequence[tuple[int, str]]], encoder_index: int
+    ) -> torch.Tensor:
+        """``token_embeddings`` ``(B, 77, C)`` (before positional embeddings) with each row's fixes applied.
+
+        ``fixes[b]`` is chunk ``b``'s ``Chunk.fixes``: the vectors of ``name`` replace rows
+        ``offset + 1 .. offset + n``, at most ``77 - offset - 1`` of them (A1111's ``EmbeddingsWithFixes``,
+        spec §2.5), cast to the tensor's dtype and device. Returns a new tensor; the input is not changed.
+        """
+        if token_embeddings.ndim != 3 or len(fixes) != token_embeddings.shape[0]:
+            raise ValueError(
+                f"token_embeddings must be (B, tokens, C) with one fixes list per row; got shape "
+                f"{tuple(token_embeddings.shape)} and {len(fixes)} fixes lists"
+            )
+        out = token_embeddings.clone()
+        for row, row_fixes in enumerate(fixes):
+            for offset, name in row_fixes:
+                vec = self.vectors(name, encoder_index)
+                count = min(out.shape[1] - offset - 1, vec.shape[0])
+                out[row, offset + 1 : offset + 1 + count] = vec[:count].to(out.device, out.dtype)
+        return out
 
     def shorthash(self, name: str) -> str:
         """A1111's TI shorthash: the first 12 hex digits of the SHA-256 of the whole file (spec §4.6)."""
