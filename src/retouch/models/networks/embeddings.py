@@ -139,7 +139,7 @@ def _parts_of(data: Any) -> tuple[torch.Tensor, ...]:
         return clip_l, clip_g
     if isinstance(next(iter(data.values())), torch.Tensor):
         if len(data) != 1:
-            raise EmbeddingFormatError(f"a one-tensor embedding must have exactly one key, found {sorted(data)[:8]}")
+            raise EmbeddingFormatError(f"a one-tensor embedding must have exactly one key, found {sorted(map(str, data))[:8]}")
         return (_as_matrix(next(iter(data.values())), f"entry {next(iter(data))!r}"),)
     raise EmbeddingFormatError(
         "is neither an A1111 embedding (string_to_param), an SDXL one (clip_l and clip_g) "
