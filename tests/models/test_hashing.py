@@ -80,3 +80,50 @@ def test_cache_dir_defaults(monkeypatch, tmp_path):
 def test_missing_file_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
         model_hash(tmp_path / "absent.safetensors")
+
+
+# ---- LoRA "addnet" hash (spec a1111-prompts.md §5.7, case 39) ------------------------------------
+
+CASE_39 = bytes.fromhex("0200000000000000") + b"{}" + b"abc"
+
+
+def test_addnet_hash_covers_only_the_bytes_after_the_header(tmp_path):
+    """Case 39: header length 2, header ``{}``, data ``abc`` -> sha256(b"abc") (FIPS 180-2 vector)."""
+    from retouch.models.hashing import LORA_SHORT_HASH_LENGTH, addnet_hash
+
+    path = tmp_path / "foo.safetensors"
+    path.write_bytes(CASE_39)
+    assert addnet_hash(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert addnet_hash(path)[:LORA_SHORT_HASH_LENGTH] == "ba7816bf8f01"
+    assert file_sha256(path).startswith("6c89478bb16da526")  # the whole file hashes differently
+
+
+def test_addnet_hash_of_a_pickle_is_the_whole_file(tmp_path):
+    from retouch.models.hashing import addnet_hash
+
+    path = tmp_path / "foo.pt"
+    path.write_bytes(CASE_39)
+    assert addnet_hash(path) == hashlib.sha256(CASE_39).hexdigest()
+
+
+def test_addnet_hash_ignores_metadata_edits_and_trusts_sshs_model_hash(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from retouch.models.hashing import addnet_hash
+
+    tensors = {"a": torch.arange(6, dtype=torch.float32)}
+    save_file(tensors, tmp_path / "a.safetensors", metadata={"ss_output_name": "one"})
+    save_file(tensors, tmp_path / "b.safetensors", metadata={"ss_output_name": "a much longer name"})
+    assert addnet_hash(tmp_path / "a.safetensors") == addnet_hash(tmp_path / "b.safetensors")
+    save_file(tensors, tmp_path / "c.safetensors", metadata={"sshs_model_hash": "cafe" * 16})
+    assert addnet_hash(tmp_path / "c.safetensors") == "cafe" * 16
+
+
+def test_addnet_hash_of_a_truncated_file_names_the_problem(tmp_path):
+    from retouch.models.hashing import addnet_hash
+
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(bytes.fromhex("ff00000000000000") + b"{}")
+    with pytest.raises(ValueError, match="runs past the end"):
+        addnet_hash(path)

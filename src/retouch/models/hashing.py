@@ -1,6 +1,7 @@
 """Model file hashes as A1111 shows them, cached so that a big file is read once (spec §7, infotext).
 
-A1111's ``Model hash`` (and ``VAE hash``) is the first 10 hex digits of the file's SHA-256. Hashing a
+A1111's ``Model hash`` (and ``VAE hash``) is the first 10 hex digits of the file's SHA-256. LoRA files
+use the "addnet" hash instead (``addnet_hash``, spec a1111-prompts.md §5.7). Hashing a
 several-GB checkpoint takes seconds, so full digests are kept in a small JSON cache keyed by the
 absolute path and validated by the file's size and modification time (nanoseconds): a replaced or
 rewritten file is hashed again. The cache lives in ``$RETOUCH_CACHE_DIR`` when set, else in
@@ -13,11 +14,14 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["cache_dir", "file_sha256", "model_hash", "SHORT_HASH_LENGTH"]
+__all__ = ["cache_dir", "file_sha256", "model_hash", "addnet_hash", "read_safetensors_metadata", "SHORT_HASH_LENGTH", "LORA_SHORT_HASH_LENGTH"]
 
 SHORT_HASH_LENGTH = 10
+#: A1111 writes LoRA hashes (``Lora hashes`` infotext) with 12 hex digits.
+LORA_SHORT_HASH_LENGTH = 12
 _CACHE_FILE = "hashes.json"
 _CHUNK = 1 << 20
 
@@ -51,31 +55,84 @@ def _write_cache(path: Path, data: dict[str, dict[str, object]]) -> None:
         pass
 
 
-def _sha256_of(path: Path) -> str:
+def _sha256_of(path: Path, start: int = 0) -> str:
+    """SHA-256 of the file's bytes from offset ``start`` to the end."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
+        f.seek(start)
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Full SHA-256 (64 lowercase hex) of the file at ``path``, read once per (path, size, mtime)."""
+def _cached_digest(path: str | os.PathLike[str], kind: str, compute: Callable[[Path], str]) -> str:
+    """``compute(file)``, cached under (kind, absolute path) and validated by size and mtime (ns)."""
     file = Path(path).resolve()
     stat = file.stat()
-    key = str(file)
+    key = str(file) if kind == "sha256" else f"{kind}:{file}"
     cache_file = cache_dir() / _CACHE_FILE
-    cache = _read_cache(cache_file)
-    entry = cache.get(key)
+    entry = _read_cache(cache_file).get(key)
     if isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
         cached = entry.get("sha256")
         if isinstance(cached, str) and len(cached) == 64:
             return cached
-    digest = _sha256_of(file)
+    digest = compute(file)
     cache = _read_cache(cache_file)  # re-read: another process may have added entries meanwhile
     cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
     _write_cache(cache_file, cache)
     return digest
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Full SHA-256 (64 lowercase hex) of the file at ``path``, read once per (path, size, mtime)."""
+    return _cached_digest(path, "sha256", _sha256_of)
+
+
+def _safetensors_header_length(file: Path) -> int:
+    """The 8-byte little-endian JSON header length ``N`` of a safetensors file (tensor data start at 8+N)."""
+    with file.open("rb") as f:
+        head = f.read(8)
+    if len(head) != 8:
+        raise ValueError(f"{file} is not a safetensors file (shorter than its 8-byte header length)")
+    length = int.from_bytes(head, "little")
+    if 8 + length > file.stat().st_size:
+        raise ValueError(f"{file} is not a complete safetensors file (header length {length} runs past the end)")
+    return length
+
+
+def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's JSON header ({} when absent); reads the header only."""
+    file = Path(path)
+    length = _safetensors_header_length(file)
+    with file.open("rb") as f:
+        f.seek(8)
+        raw = f.read(length)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{file} has a damaged safetensors header: {exc}") from exc
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+
+
+def _tensor_bytes_sha256(file: Path) -> str:
+    return _sha256_of(file, 8 + _safetensors_header_length(file))
+
+
+def addnet_hash(path: str | os.PathLike[str]) -> str:
+    """A1111's LoRA hash (64 hex; the infotext shows the first ``LORA_SHORT_HASH_LENGTH``), spec §5.7.
+
+    ``.safetensors``: the metadata value ``sshs_model_hash`` when present (trusted, as A1111 does),
+    else the SHA-256 of the bytes after the 8-byte little-endian header length and the JSON header
+    (the "addnet" hash: metadata edits do not change it). Other files: SHA-256 of the whole file.
+    """
+    file = Path(path)
+    if file.suffix.lower() != ".safetensors":
+        return file_sha256(file)
+    trusted = read_safetensors_metadata(file).get("sshs_model_hash")
+    if trusted:
+        return trusted
+    return _cached_digest(file, "addnet", _tensor_bytes_sha256)
 
 
 def model_hash(path: str | os.PathLike[str]) -> str:
