@@ -9,6 +9,7 @@ infotext. Tensor plumbing (devices, dtypes, VAE) lives in ``retouch.runtime``; m
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,13 +23,14 @@ from retouch.imaging import conditioning_mask, latent_mask_values
 from retouch.info import ModelIdentity, generation_params
 from retouch.infotext import format_infotext
 from retouch.models.bundle import ModelBundle
-from retouch.params import Img2Img, MaskedContent, ResizeMode
+from retouch.networks import Networks
+from retouch.params import Img2Img, MaskedContent, ParamError, ResizeMode
 from retouch.plan import Plan, make_plan
 from retouch.preprocess import Prepared, finish_image, prepare_images
+from retouch.prompting import JobConds, TextRequest, build_conds, schedule_steps
 from retouch.runtime import Runtime, signed_pixels
 from retouch.sampling.denoisers import (
     CFGDenoiser,
-    Cond,
     ModelDenoiser,
     StopRequested,
     latent_blend,
@@ -99,6 +101,7 @@ class _Inputs:
     nmask: Tensor | None
     image_cond: Tensor | None
     comments: list[str]
+    conds: JobConds | None = None
 
 
 class Engine:
@@ -116,10 +119,12 @@ class Engine:
     def __init__(
         self, model: ModelBundle, device: str | None = None, precision: str = "auto", *,
         channels_last: bool = True, compile: bool = False,
+        embeddings_dir: str | os.PathLike[str] | None = None, lora_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.model = model
         self.runtime = Runtime(model, device=device, precision=precision, channels_last=channels_last,
                                compile=compile)
+        self.networks = Networks(model, embeddings_dir=embeddings_dir, lora_dir=lora_dir)
 
     @property
     def device(self) -> torch.device:
@@ -143,9 +148,11 @@ class Engine:
         as a one-shot request (return True once per skip), spec §5.6.
         """
         plan = make_plan(job)  # 1. names, sizes, seeds, schedule: fails before any model runs
-        inputs = self._prepare(job, plan)  # 2-5. pixels, VAE encode, latent masks, conditioning
+        prompt = self.networks.activate(job.prompt)  # 2. LoRA tags merged; the prompt without them
+        inputs = self._prepare(job, plan)  # 3-5. pixels, VAE encode, latent masks, image conditioning
+        inputs.conds = self._conds(job, plan, prompt, inputs.image_cond)  # 6. text conditioning schedules
         result = self._empty_result(job, plan, inputs.comments)
-        for n in range(plan.n_iter):  # 6. one batch per iteration
+        for n in range(plan.n_iter):  # 7. one batch per iteration
             if should_stop is not None and should_stop():
                 result.interrupted = True
                 break
@@ -217,14 +224,18 @@ class Engine:
             eta_noise_seed_delta=job.eta_noise_seed_delta,
         )
 
-    def _conds(self, job: Img2Img, plan: Plan, image_cond: Tensor | None) -> tuple[Cond, Cond]:
-        b = plan.batch_size
-        cond = self.runtime.text_cond(job.prompt, job.clip_skip, b, plan.width, plan.height)
-        uncond = self.runtime.text_cond(job.negative_prompt, job.clip_skip, b, plan.width, plan.height)
-        if image_cond is not None:
-            cond = Cond(cond.context, cond.pooled, cond.time_ids, image_cond)
-            uncond = Cond(uncond.context, uncond.pooled, uncond.time_ids, image_cond)
-        return cond, uncond
+    def _conds(self, job: Img2Img, plan: Plan, prompt: str, image_cond: Tensor | None) -> JobConds:
+        """Prompt schedules, AND sub-prompts and the negative schedule (spec a1111-prompts.md §0.1)."""
+        req = TextRequest(
+            steps=schedule_steps(job.steps, plan.sampler.second_order), batch=plan.batch_size,
+            width=plan.width, height=plan.height, clip_skip=job.clip_skip, emphasis=job.emphasis,
+            embeddings=self.networks.embeddings, cache_key=self.networks.cache_key(), image_cond=image_cond,
+        )
+        conds = build_conds(self.runtime, prompt, job.negative_prompt, req)
+        image_cfg = self.model.family.is_edit and job.image_cfg_scale not in (None, 1.0)
+        if image_cfg and len(conds.subprompts) > 1:
+            raise ParamError("prompt: instruct-pix2pix with image_cfg_scale takes one prompt; remove AND from it")
+        return conds
 
     def _run_batch(
         self, job: Img2Img, plan: Plan, inputs: _Inputs, n: int, result: Result,
@@ -240,7 +251,7 @@ class Engine:
         x = init + eps * tail[0]
         if job.img2img_extra_noise > 0:
             x = x + eps * job.img2img_extra_noise
-        cond, uncond = self._conds(job, plan, inputs.image_cond)
+        assert inputs.conds is not None
         flags = {"stop": False}
 
         def stop_now() -> bool:
@@ -249,7 +260,7 @@ class Engine:
 
         denoiser = CFGDenoiser(
             ModelDenoiser(self.runtime.unet_fn, self.runtime.model_sigmas, self.model.family.prediction),
-            cond, uncond, job.cfg_scale,
+            inputs.conds.subprompts, inputs.conds.uncond, job.cfg_scale,
             image_cfg_scale=job.image_cfg_scale if self.model.family.is_edit else None,
             init_latent=init if inputs.nmask is not None else None, nmask=inputs.nmask, should_stop=stop_now,
         )
@@ -299,6 +310,7 @@ class Engine:
                 model=identity, masked=inputs.prepared.mask is not None,
                 eta_default=plan.sampler.default_eta if plan.sampler.uses_eta else None,
                 uses_churn=plan.sampler.uses_churn, uses_s_noise=plan.sampler.uses_s_noise,
+                prompt_params=self._prompt_params(job, inputs.conds),
             )
             text = format_infotext(job.prompt, job.negative_prompt, params)
             final.info["parameters"] = text
@@ -312,6 +324,13 @@ class Engine:
                 result.masks.append(mask_out)
             if composite is not None:
                 result.mask_composites.append(composite)
+
+    def _prompt_params(self, job: Img2Img, conds: JobConds | None) -> dict[str, Any]:
+        """Infotext keys of the prompt path: ``Emphasis`` as A1111 writes it (spec a1111-prompts.md §2.2)."""
+        params = self.networks.infotext(conds.embeddings_used if conds is not None else ())
+        if conds is not None and conds.bracketed and job.emphasis != "Original":
+            params["Emphasis"] = job.emphasis
+        return params
 
     def _empty_result(self, job: Img2Img, plan: Plan, comments: list[str]) -> Result:
         return Result(

@@ -7,6 +7,7 @@ img2img extras in insertion order, then ``Version``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,8 +84,13 @@ def generation_params(
     eta_default: float | None = None,
     uses_churn: bool = False,
     uses_s_noise: bool = False,
+    prompt_params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Ordered infotext parameters of one image (spec §6.2); values None are dropped by the formatter."""
+    """Ordered infotext parameters of one image (spec §6.2); values None are dropped by the formatter.
+
+    ``prompt_params`` are what A1111's networks and text encoder add during the batch (``Lora hashes``,
+    ``TI hashes``, ``Emphasis``): after the mask keys set in ``init``, before the sampler's keys.
+    """
     variation = job.subseed_strength != 0
     params: dict[str, Any] = {
         "Steps": job.steps,
@@ -111,6 +117,7 @@ def generation_params(
         "RNG": "CPU",
     }
     params.update(_mask_params(job, masked))
+    params.update(prompt_params or {})
     params.update(_sampler_params(job, eta_default, uses_churn, uses_s_noise))
     params["Version"] = VERSION
     return {k: v for k, v in params.items() if v is not None}

@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image, ImageColor
 
 __all__ = [
+    "EMPHASIS_MODES",
     "ResizeMode",
     "MaskedContent",
     "InpaintArea",
@@ -28,6 +29,10 @@ __all__ = [
 
 class ParamError(ValueError):
     """A job parameter is invalid; the message names the field and the allowed values."""
+
+
+#: A1111's emphasis modes (option ``emphasis``, spec a1111-prompts.md §2.2).
+EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
 
 
 class ResizeMode(IntEnum):
@@ -149,6 +154,7 @@ class Img2Img:
     return_mask_composite: bool = False
     eta_noise_seed_delta: int = 0
     clip_skip: int = 1
+    emphasis: str = "Original"
     comments: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -218,6 +224,8 @@ class Img2Img:
                 "img2img_background_color must be a colour such as '#ffffff' or 'white'; "
                 f"got {self.img2img_background_color!r}"
             ) from None
+        if self.emphasis not in EMPHASIS_MODES:
+            raise ParamError(f"emphasis must be one of {', '.join(map(repr, EMPHASIS_MODES))}; got {self.emphasis!r}")
         if not isinstance(self.sampler_name, str) or not isinstance(self.scheduler, str):
             raise ParamError("sampler_name and scheduler must be strings")
 

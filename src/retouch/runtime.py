@@ -19,7 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from retouch.models.bundle import ModelBundle
-from retouch.models.text import TextConditioning, encode_prompts
+from retouch.models.text import EmbeddingSource, EncodedTexts, TextConditioning, encode_texts
 from retouch.params import ParamError
 from retouch.sampling.denoisers import Cond
 from retouch.sampling.schedules import model_sigmas
@@ -118,37 +118,48 @@ class Runtime:
         self._unet: Any = torch.compile(model.unet) if compile else model.unet
         self.compile_warmup_s: float | None = None
         self.model_sigmas = model_sigmas(model.alphas_cumprod).to(torch.float32)
-        self._text_cache: OrderedDict[tuple[str, int], TextConditioning] = OrderedDict()
+        self._text_cache: OrderedDict[Any, EncodedTexts] = OrderedDict()
         self._notices: list[str] = []
 
     # -- text -------------------------------------------------------------------------------------
 
-    def _encode_text(self, prompt: str, clip_skip: int) -> TextConditioning:
-        key = (prompt, clip_skip)
+    def encode_texts(
+        self, texts: Sequence[str], *, clip_skip: int, emphasis: str, embeddings: EmbeddingSource | None = None,
+        cache_key: Any = None,
+    ) -> EncodedTexts:
+        """Encode ``texts`` together (one emphasis batch, spec a1111-prompts.md §1.8), cached.
+
+        ``cache_key`` must change whenever the text encoders' weights or the embeddings change (the
+        engine passes the active LoRA set and the embedding library's version).
+        """
+        key = (tuple(texts), clip_skip, emphasis, cache_key)
         if key in self._text_cache:
             self._text_cache.move_to_end(key)
             return self._text_cache[key]
-        tc = encode_prompts(
-            self.model.text_encoders, self.model.tokenizers, [prompt],
-            sdxl=self.model.family.is_sdxl, clip_skip=clip_skip,
+        encoded = encode_texts(
+            self.model.text_encoders, self.model.tokenizers, texts, base=self.model.family.base,
+            clip_skip=clip_skip, emphasis=emphasis, embeddings=embeddings,
         )
-        self._text_cache[key] = tc
+        self._text_cache[key] = encoded
         if len(self._text_cache) > _TEXT_CACHE_SIZE:
             self._text_cache.popitem(last=False)
-        return tc
+        return encoded
 
-    def text_cond(self, prompt: str, clip_skip: int, batch: int, width: int, height: int) -> Cond:
-        """Text conditioning for ``batch`` copies of ``prompt`` (cached across batches and jobs).
+    def text_cond(self, tc: TextConditioning, row: int, batch: int, width: int, height: int, *, zero: bool = False) -> Cond:
+        """Conditioning for ``batch`` copies of row ``row`` of ``tc``.
 
         SDXL adds the pooled embedding and time ids (original size, crop (0, 0), target size), which
-        A1111 sets to the processing size.
+        A1111 sets to the processing size. ``zero`` zeroes the text parts but keeps the time ids (SDXL's
+        all-empty negative prompt, spec a1111-prompts.md §2.5).
         """
-        tc = self._encode_text(prompt, clip_skip)
-        context = tc.context.expand(batch, -1, -1)
+        context = tc.context[row : row + 1]
+        context = torch.zeros_like(context) if zero else context
         if tc.pooled is None:
-            return Cond(context)
+            return Cond(context.expand(batch, -1, -1))
+        pooled = tc.pooled[row : row + 1]
+        pooled = torch.zeros_like(pooled) if zero else pooled
         time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32, device=self.device)
-        return Cond(context, tc.pooled.expand(batch, -1), time_ids.expand(batch, -1))
+        return Cond(context.expand(batch, -1, -1), pooled.expand(batch, -1), time_ids.expand(batch, -1))
 
     # -- UNet -------------------------------------------------------------------------------------
 

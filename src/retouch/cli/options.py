@@ -155,6 +155,8 @@ GENERATION: tuple[inspect.Parameter, ...] = (
     _opt("batch_size", int, 1, "--batch-size", help="Images per sampler run."),
     _opt("batch_count", int, 1, "--batch-count", help="Sampler runs per input."),
     _opt("clip_skip", int, 1, "--clip-skip", help="CLIP layers to skip from the end."),
+    _opt("emphasis", str, "Original", "--emphasis",
+         help="How (word:1.2) weights apply: Original, 'No norm', Ignore or None."),
     _opt("noise_multiplier", float, 1.0, "--noise-multiplier", help="Initial noise multiplier for img2img."),
     _opt(
         "color_correction",
@@ -275,6 +277,7 @@ _FIELDS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "batch_size": lambda v: {"batch_size": v},
     "batch_count": lambda v: {"n_iter": v},
     "clip_skip": lambda v: {"clip_skip": v},
+    "emphasis": lambda v: {"emphasis": v},
     "noise_multiplier": lambda v: {"initial_noise_multiplier": v},
     "color_correction": lambda v: {"img2img_color_correction": bool(v)},
     "mask_blur": lambda v: {"mask_blur": v},

@@ -19,7 +19,7 @@ from typing import Any
 from retouch.cli.errors import CliError
 from retouch.formats.png import read_infotext
 from retouch.infotext import parse_infotext
-from retouch.params import MaskedContent
+from retouch.params import EMPHASIS_MODES, MaskedContent
 
 __all__ = ["recall_fields", "fields_from_infotext", "model_mismatch"]
 
@@ -72,6 +72,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "Denoising strength": ("denoising_strength", _number),
     "Conditional mask weight": ("inpainting_mask_weight", _number),
     "Clip skip": ("clip_skip", _int),
+    "Emphasis": ("emphasis", _choice({m: m for m in EMPHASIS_MODES})),
     "ENSD": ("eta_noise_seed_delta", _int),
     "Mask blur": ("mask_blur", _int),
     "Mask mode": ("inpainting_mask_invert", _choice({"Inpaint masked": 0, "Inpaint not masked": 1})),

@@ -7,16 +7,19 @@ img2img, inpainting or an instruct-pix2pix edit lives here, as wrappers, never a
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 from torch import Tensor
 
+from retouch.sampling.conditioning import Cond, CondSchedule, SubPrompt, combine_composable, pad_contexts
 from retouch.sampling.schedules import sigma_to_t
 
 __all__ = [
     "Cond",
+    "CondSchedule",
+    "SubPrompt",
     "UNetFn",
     "ModelDenoiser",
     "CFGDenoiser",
@@ -28,34 +31,6 @@ __all__ = [
 
 class StopRequested(Exception):
     """Raised by :class:`CFGDenoiser` when its ``should_stop`` check fires (spec §5.6)."""
-
-
-@dataclass(frozen=True)
-class Cond:
-    """Conditioning for one UNet call, batch-first.
-
-    ``context``: text embeddings (B, T, D). ``pooled``/``time_ids``: SDXL's pooled text embedding
-    (B, P) and size/crop ids (B, 6). ``concat``: extra UNet input channels (B, C, h, w) appended after
-    the scaled latent (inpainting: [mask, masked-image latent]; pix2pix: image latent).
-    """
-
-    context: Tensor
-    pooled: Tensor | None = None
-    time_ids: Tensor | None = None
-    concat: Tensor | None = None
-
-    def cat(self, other: Cond) -> Cond:
-        """Concatenate two conditionings along the batch axis (for one batched CFG call)."""
-
-        def join(a: Tensor | None, b: Tensor | None) -> Tensor | None:
-            return None if a is None or b is None else torch.cat([a, b])
-
-        return Cond(
-            torch.cat([self.context, other.context]),
-            join(self.pooled, other.pooled),
-            join(self.time_ids, other.time_ids),
-            join(self.concat, other.concat),
-        )
 
 
 #: ``unet(x_in, t, cond) -> raw model output`` (eps or v), x_in already scaled by c_in.
@@ -90,19 +65,26 @@ class ModelDenoiser:
 class CFGDenoiser:
     """Classifier-free guidance with A1111's per-step inpainting blend (spec §4.5, §4.2).
 
-    Per call: stop check -> one batched UNet call over [cond, uncond(, image-uncond)] (separate calls
-    when the text lengths differ) -> combine -> ``x0 * nmask + init_latent * keep`` where a mask exists
-    (the *clean* init latent, as A1111 does). The conditional branch's x0 of the last completed call is
-    kept in ``last_denoised`` (returned on interrupt). ``cfg_scale == 1`` skips the uncond branch.
-    ``image_cfg_scale`` (edit models) enables the 3-branch combine
-    ``u + cfg*(c - i) + image_cfg*(i - u)`` where the ``u`` branch gets a zero image latent.
+    Per call: stop check -> the conditionings of this call (prompt editing: each schedule picks its
+    entry for the 0-based call counter, spec a1111-prompts.md §1.7) -> one batched UNet call per
+    distinct text length over [sub-prompts..., uncond(, image-uncond)] -> combine -> ``x0 * nmask +
+    init_latent * keep`` where a mask exists (the *clean* init latent, as A1111 does).
+
+    ``cond`` is one conditioning, one schedule, or the ``AND`` sub-prompts with their weights; the
+    combine is ``u + Σ_k (c_k − u)·(w_k·cfg)`` (spec a1111-prompts.md §3). Sub-prompt contexts of
+    different lengths are padded by repeating their last token vector (A1111's ``stack_conds``).
+    The first sub-prompt's x0 of the last completed call is kept in ``last_denoised`` (returned on
+    interrupt). The uncond branch is skipped when it cannot change the result: ``cfg_scale == 1`` with
+    one sub-prompt of weight 1. ``image_cfg_scale`` (edit models) enables the 3-branch combine
+    ``u + cfg*(c - i) + image_cfg*(i - u)`` where the ``u`` branch gets a zero image latent; it needs
+    exactly one sub-prompt, as A1111 asserts.
     """
 
     def __init__(
         self,
         model: ModelDenoiser,
-        cond: Cond,
-        uncond: Cond,
+        cond: Cond | CondSchedule | Sequence[SubPrompt],
+        uncond: Cond | CondSchedule,
         cfg_scale: float,
         *,
         image_cfg_scale: float | None = None,
@@ -111,53 +93,74 @@ class CFGDenoiser:
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.model = model
-        self.cond = cond
-        self.uncond = uncond
+        self.subprompts = _subprompts(cond)
+        self.uncond = uncond if isinstance(uncond, CondSchedule) else CondSchedule.constant(uncond)
         self.cfg_scale = cfg_scale
+        self.image_cfg = image_cfg_scale is not None and image_cfg_scale != 1.0
         self.image_cfg_scale = image_cfg_scale
+        if self.image_cfg and len(self.subprompts) != 1:
+            raise ValueError("image CFG (instruct-pix2pix) takes one prompt: remove AND from the prompt")
         self.init_latent = init_latent
         self.nmask = nmask
         self.should_stop = should_stop
         self.last_denoised: Tensor | None = None
         self.calls = 0
 
-    def _branches(self) -> list[Cond]:
-        if self.image_cfg_scale is not None and self.image_cfg_scale != 1.0:
-            assert self.uncond.concat is not None, "image CFG needs an image conditioning"
-            zero_image = replace(self.uncond, concat=torch.zeros_like(self.uncond.concat))
-            return [self.cond, self.uncond, zero_image]
-        if self.cfg_scale == 1.0:
-            return [self.cond]
-        return [self.cond, self.uncond]
+    @property
+    def skips_uncond(self) -> bool:
+        only = self.subprompts[0]
+        return not self.image_cfg and self.cfg_scale == 1.0 and len(self.subprompts) == 1 and only.weight == 1.0
+
+    def _branches(self, call: int) -> list[Cond]:
+        conds = pad_contexts([sp.schedule.at(call) for sp in self.subprompts])
+        uncond = self.uncond.at(call)
+        if self.image_cfg:
+            assert uncond.concat is not None, "image CFG needs an image conditioning"
+            return [conds[0], uncond, replace(uncond, concat=torch.zeros_like(uncond.concat))]
+        return conds if self.skips_uncond else [*conds, uncond]
 
     def _evaluate(self, x: Tensor, sigma: Tensor, branches: list[Cond]) -> list[Tensor]:
+        """Model outputs per branch: one batched call per distinct text length, in branch order."""
         b = x.shape[0]
-        if len({c.context.shape[1] for c in branches}) > 1:
-            return [self.model(x, sigma, c) for c in branches]
-        joined = branches[0]
-        for c in branches[1:]:
-            joined = joined.cat(c)
-        n = len(branches)
-        out = self.model(x.repeat(n, 1, 1, 1), sigma.repeat(n), joined)
-        return list(out.split(b))
+        outs: dict[int, Tensor] = {}
+        for length in dict.fromkeys(c.context.shape[1] for c in branches):
+            idx = [i for i, c in enumerate(branches) if c.context.shape[1] == length]
+            joined = branches[idx[0]]
+            for i in idx[1:]:
+                joined = joined.cat(branches[i])
+            n = len(idx)
+            out = self.model(x.repeat(n, 1, 1, 1), sigma.repeat(n), joined)
+            outs.update(zip(idx, out.split(b), strict=True))
+        return [outs[i] for i in range(len(branches))]
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
         if self.should_stop is not None and self.should_stop():
             raise StopRequested
-        outs = self._evaluate(x, sigma, self._branches())
-        if len(outs) == 3:
-            c, i, u = outs
+        outs = self._evaluate(x, sigma, self._branches(self.calls))
+        c = outs[0]
+        if self.image_cfg:
+            _, i, u = outs
             denoised = u + self.cfg_scale * (c - i) + float(self.image_cfg_scale) * (i - u)  # type: ignore[arg-type]
-        elif len(outs) == 2:
-            c, u = outs
-            denoised = u + self.cfg_scale * (c - u)
+        elif self.skips_uncond:
+            denoised = c
         else:
-            c = denoised = outs[0]
+            weights = [sp.weight for sp in self.subprompts]
+            denoised = combine_composable(outs[:-1], weights, outs[-1], self.cfg_scale)
         if self.nmask is not None and self.init_latent is not None:
             denoised = latent_blend(denoised, self.init_latent, self.nmask)
         self.last_denoised = c
         self.calls += 1
         return denoised
+
+
+def _subprompts(cond: Cond | CondSchedule | Sequence[SubPrompt]) -> tuple[SubPrompt, ...]:
+    if isinstance(cond, Cond):
+        return (SubPrompt(CondSchedule.constant(cond)),)
+    if isinstance(cond, CondSchedule):
+        return (SubPrompt(cond),)
+    if not cond:
+        raise ValueError("CFGDenoiser needs at least one sub-prompt")
+    return tuple(cond)
 
 
 def latent_blend(samples: Tensor, init_latent: Tensor, nmask: Tensor) -> Tensor:

@@ -299,6 +299,11 @@ class EmbeddingDatabase:
         """Files that were not loaded, by path relative to the folder, with the reason."""
         return self._snapshot.problems
 
+    @property
+    def signature(self) -> tuple[tuple[str, int, int], ...]:
+        """(path, size, mtime) of the files the current embeddings were read from: changes on every reload."""
+        return self._snapshot.signature
+
     def refresh(self, force: bool = False) -> bool:
         """Reload if any embedding file was added, removed or changed (or ``force``); True if it reloaded."""
         if not self.folder.is_dir():

@@ -35,6 +35,7 @@ OPTION_FIELDS: dict[str, str] = {
     "return_mask_composite": "return_mask_composite",
     "eta_noise_seed_delta": "eta_noise_seed_delta",
     "CLIP_stop_at_last_layers": "clip_skip",
+    "emphasis": "emphasis",
     "s_churn": "s_churn",
     "s_tmin": "s_tmin",
     "s_tmax": "s_tmax",
@@ -68,6 +69,7 @@ class Options(BaseModel):
     return_mask_composite: bool | None = None
     eta_noise_seed_delta: int | None = None
     CLIP_stop_at_last_layers: int | None = None
+    emphasis: str | None = None
     s_churn: float | None = None
     s_tmin: float | None = None
     s_tmax: float | None = None

@@ -58,6 +58,7 @@ _INFOTEXT_FIELDS: dict[str, tuple[str, type]] = {
 #: infotext key -> (option, type), added to override_settings unless already there (spec §5.5).
 _INFOTEXT_OPTIONS: dict[str, tuple[str, type]] = {
     "Clip skip": ("CLIP_stop_at_last_layers", int),
+    "Emphasis": ("emphasis", str),
     "ENSD": ("eta_noise_seed_delta", int),
     "Conditional mask weight": ("inpainting_mask_weight", float),
     "Noise multiplier": ("initial_noise_multiplier", float),
