@@ -18,6 +18,8 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+from retouch.params import ParamError
+
 __all__ = ["Job", "JobError", "JobQueue", "JobStatus", "QueueFull", "JobCancelled"]
 
 
@@ -283,6 +285,8 @@ class JobQueue:
             self._finish(job, JobStatus.CANCELLED, exc=JobCancelled(f"job {job.id} was cancelled"))
         except JobError as e:
             self._finish(job, JobStatus.FAILED, exc=e)
+        except ParamError as e:  # found only when the job runs (e.g. a <lora:...> tag naming no file)
+            self._finish(job, JobStatus.FAILED, exc=JobError(422, "ParamError", str(e)))
         except Exception as e:  # the worker must survive anything a job does
             err = JobError(500, type(e).__name__, f"generation failed: {type(e).__name__}: {e}")
             self._finish(job, JobStatus.FAILED, exc=err)
