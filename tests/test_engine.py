@@ -281,3 +281,24 @@ def test_compile_mode_reports_its_warmup_and_matches_eager() -> None:
     res = Engine(tiny_model(seed=0), precision="fp32", compile=True).run(_job())
     assert res.parameters["compile_warmup_s"] > 0
     assert np.abs(_arr(res.images[0]) - _arr(eager)).max() <= 2
+
+
+@pytest.mark.parametrize("name", ["DPM adaptive", "Restart", "Euler a", "DPM++ 2M", "LMS", "DDIM"])
+def test_s_noise_does_not_reach_samplers_a1111_does_not_give_it(engine: Engine, name: str) -> None:
+    """A1111's ``sampler_extra_params`` (sd_samplers_kdiffusion.py) has no ``s_noise`` entry for these
+    samplers, so they always run with k-diffusion's default ``s_noise = 1``: a job with
+    ``s_noise = 0.93`` must give the same bytes as one with 1 (and no "Sigma noise" infotext key)."""
+    # Restart only restarts on schedules of 20 or more sigmas (A1111's restart_list default)
+    job = dict(sampler_name=name, steps=24 if name == "Restart" else 4, denoising_strength=0.9)
+    plain = engine.run(_job(**job))
+    changed = engine.run(_job(**job, s_noise=0.93))
+    assert changed.images[0].tobytes() == plain.images[0].tobytes()
+    assert "Sigma noise" not in parse_infotext(changed.infotexts[0])
+
+
+def test_s_noise_reaches_samplers_that_take_it(engine: Engine) -> None:
+    """Euler has ``s_noise`` in A1111's ``sampler_extra_params``; with churn on it changes the output."""
+    job = dict(sampler_name="Euler", steps=4, denoising_strength=0.9, s_churn=1.0)
+    plain = engine.run(_job(**job)).images[0]
+    assert engine.run(_job(**job, s_noise=0.5)).images[0].tobytes() != plain.tobytes()
+

@@ -271,7 +271,7 @@ class Engine:
             if on_step is not None:
                 on_step(StepInfo(n, plan.n_iter, step.i + 1, plan.steps_to_run, step.denoised))
 
-        kwargs: dict[str, Any] = {"s_noise": job.s_noise}
+        kwargs: dict[str, Any] = {"s_noise": job.s_noise} if spec.uses_s_noise else {}
         if job.eta is not None:
             kwargs["eta"] = job.eta
         if spec.uses_churn:
