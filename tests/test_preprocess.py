@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from retouch import Img2Img, MaskedContent, ResizeMode
-from retouch.imaging import fill_masked, resize_image
-from retouch.preprocess import prepare_images
+from retouch.imaging import fill_masked, mask_composite, resize_image
+from retouch.preprocess import finish_image, prepare_images
 
 
 def _scene(size: int = 32) -> Image.Image:
@@ -48,3 +48,32 @@ def test_original_mode_keeps_the_pixels() -> None:
                   inpainting_fill=MaskedContent.ORIGINAL, inpaint_full_res=False, mask_blur=0)
     assert prepare_images(job, 32, 32).images[0].tobytes() == _scene().tobytes()
 
+
+def test_only_masked_composite_without_overlay_is_crop_sized() -> None:
+    """A1111 v1.10.1's ``apply_overlay(image, paste_to, None)`` returns the image untouched when there is
+    no overlay (``overlay_inpaint`` off), so ``original_denoised_image`` is the W x H crop and the mask
+    composite is ``Image.composite(crop as RGBa, transparent, resize_image(2, mask_for_overlay, W, H))``:
+    crop-sized, with the full-size overlay mask squeezed into W x H by resize mode 2."""
+    job = Img2Img(init_images=[_scene(48)], mask=_mask(48, 16, 32), width=32, height=32,
+                  inpaint_full_res=True, inpaint_full_res_padding=4, mask_blur=0, overlay_inpaint=False,
+                  return_mask_composite=True)
+    prepared = prepare_images(job, 32, 32)
+    assert prepared.paste_box is not None and prepared.overlay_mask is not None
+    generated = Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8))
+    final, _, composite = finish_image(job, prepared, 0, generated)
+    assert final.size == (32, 32)
+    assert composite is not None and composite.size == (32, 32)
+    cut = resize_image(prepared.overlay_mask, ResizeMode.RESIZE_AND_FILL, 32, 32).convert("L")
+    expected = Image.composite(generated.convert("RGBA").convert("RGBa"), Image.new("RGBa", (32, 32)), cut)
+    assert composite.tobytes() == expected.convert("RGBA").tobytes()
+    assert mask_composite(generated, prepared.overlay_mask, None).tobytes() == composite.tobytes()
+
+
+def test_only_masked_composite_with_overlay_is_uncropped() -> None:
+    """With ``overlay_inpaint`` on, A1111 uncrops before compositing: the composite has the original size."""
+    job = Img2Img(init_images=[_scene(48)], mask=_mask(48, 16, 32), width=32, height=32,
+                  inpaint_full_res=True, inpaint_full_res_padding=4, mask_blur=0, return_mask_composite=True)
+    prepared = prepare_images(job, 32, 32)
+    generated = Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8))
+    final, _, composite = finish_image(job, prepared, 0, generated)
+    assert final.size == (48, 48) and composite is not None and composite.size == (48, 48)

@@ -160,8 +160,9 @@ def finish_image(
     if prepared.overlay_mask is not None:
         if job.return_mask:
             mask_out = prepared.overlay_mask.convert("RGB")
-        if job.return_mask_composite:
-            composite = mask_composite(image, prepared.overlay_mask, prepared.paste_box)
+        if job.return_mask_composite:  # no overlay: A1111 never uncrops, the composite stays crop-sized
+            box = prepared.paste_box if job.overlay_inpaint else None
+            composite = mask_composite(image, prepared.overlay_mask, box)
     if job.overlay_inpaint and (overlay is not None or prepared.paste_box is not None):
         image = apply_overlay(image, overlay, prepared.paste_box)
     return image.convert("RGB"), mask_out, composite
