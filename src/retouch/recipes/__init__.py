@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from retouch.engine import Engine, Result
+from retouch.engine import Result
 from retouch.imaging.tiles import tile_grid
 from retouch.imaging.upscale import UPSCALERS
 from retouch.params import Img2Img, ParamError
-from retouch.recipes.common import Hooks
+from retouch.recipes.common import Hooks, Runner
 from retouch.recipes.loopback import CURVES, MAX_LOOPS, Loopback, loop_strengths, run_loopback
 from retouch.recipes.sd_upscale import SDUpscale, check_sd_upscale, run_sd_upscale, upscaled_size
 
@@ -119,7 +119,7 @@ def script_job_count(job: Img2Img, call: ScriptCall) -> int:
     return -(-tiles // job.batch_size) * job.n_iter
 
 
-def run_script(engine: Engine, job: Img2Img, call: ScriptCall, hooks: Hooks | None = None,
+def run_script(engine: Runner, job: Img2Img, call: ScriptCall, hooks: Hooks | None = None,
                return_grid: bool = True) -> Result:
     """Run ``call`` on ``job``."""
     if isinstance(call.args, SDUpscale):

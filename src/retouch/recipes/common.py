@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
-from retouch.engine import StepCallback, StepInfo, StopCheck
+from retouch.engine import Result, StepCallback, StepInfo, StopCheck
 from retouch.infotext import format_infotext, split_infotext
+from retouch.params import Img2Img
 
-__all__ = ["Steps", "SkipWatch", "with_script_params", "Hooks"]
+__all__ = ["Runner", "Steps", "SkipWatch", "with_script_params", "Hooks"]
+
+
+class Runner(Protocol):
+    """What a recipe needs of an engine: ``Engine.run``'s signature."""
+
+    def run(self, job: Img2Img, on_step: StepCallback | None = None, should_stop: StopCheck | None = None,
+            should_skip: StopCheck | None = None) -> Result:
+        ...
 
 
 @dataclass(frozen=True)

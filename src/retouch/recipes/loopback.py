@@ -25,10 +25,10 @@ from typing import Any
 
 from PIL import Image
 
-from retouch.engine import Engine, Result
+from retouch.engine import Result
 from retouch.imaging.tiles import image_row
 from retouch.params import Img2Img, MaskedContent, ParamError
-from retouch.recipes.common import Hooks, SkipWatch, Steps, with_script_params
+from retouch.recipes.common import Hooks, Runner, SkipWatch, Steps, with_script_params
 from retouch.sampling.noise import resolve_seed
 
 __all__ = ["Loopback", "CURVES", "loop_strengths", "run_loopback"]
@@ -92,7 +92,7 @@ class _Run:
     strength: float = 0.0
 
 
-def _one_batch(engine: Engine, job: Img2Img, args: Loopback, run: _Run, n: int, hooks: Hooks,
+def _one_batch(engine: Runner, job: Img2Img, args: Loopback, run: _Run, n: int, hooks: Hooks,
                steps: Steps, skip: SkipWatch) -> None:
     init, fill, run.strength, last_image = list(job.init_images), job.inpainting_fill, job.denoising_strength, None
     for i in range(args.loops):
@@ -120,7 +120,7 @@ def _keep(run: _Run, image: Image.Image, seed: int) -> None:
     run.seeds.append(seed)
 
 
-def run_loopback(engine: Engine, job: Img2Img, args: Loopback, hooks: Hooks | None = None,
+def run_loopback(engine: Runner, job: Img2Img, args: Loopback, hooks: Hooks | None = None,
                  return_grid: bool = True) -> Result:
     """Run the Loopback script on ``job`` (module docstring)."""
     hooks = hooks or Hooks()

@@ -21,12 +21,12 @@ from typing import Any
 
 from PIL import Image
 
-from retouch.engine import Engine, Result
+from retouch.engine import Result
 from retouch.imaging.tiles import combine_tiles, split_tiles, tile_grid
 from retouch.imaging.upscale import upscale_image, upscaler_name
 from retouch.params import Img2Img, ParamError
 from retouch.preprocess import flatten
-from retouch.recipes.common import Hooks, SkipWatch, Steps, with_script_params
+from retouch.recipes.common import Hooks, Runner, SkipWatch, Steps, with_script_params
 from retouch.sampling.noise import resolve_seed
 
 __all__ = ["SDUpscale", "upscaled_size", "run_sd_upscale"]
@@ -75,7 +75,7 @@ def check_sd_upscale(job: Img2Img, args: SDUpscale) -> None:
         raise ParamError(f"SD upscale: {e}") from None
 
 
-def run_sd_upscale(engine: Engine, job: Img2Img, args: SDUpscale, hooks: Hooks | None = None) -> Result:
+def run_sd_upscale(engine: Runner, job: Img2Img, args: SDUpscale, hooks: Hooks | None = None) -> Result:
     """Run the SD upscale script on ``job`` (module docstring); ``job.width x job.height`` is the tile size."""
     hooks = hooks or Hooks()
     check_sd_upscale(job, args)
