@@ -16,6 +16,8 @@ FORBIDDEN = {
     "sampling": {"imaging", "models", "engine", "runtime", "server", "cli", "formats", "webui", "plan"},
     "models": {"engine", "runtime", "server", "cli", "formats", "webui", "plan"},
     "engine": {"server", "cli", "formats", "webui"},
+    "recipes": {"server", "cli", "formats", "webui"},
+    "styles": {"imaging", "sampling", "models", "engine", "runtime", "server", "cli", "formats", "webui", "torch"},
     "runtime": {"server", "cli", "formats", "webui", "engine"},
     "plan": {"server", "cli", "formats", "webui", "engine", "models"},
     "formats": {"engine", "runtime", "server", "cli", "webui", "models", "sampling"},

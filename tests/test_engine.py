@@ -281,3 +281,49 @@ def test_compile_mode_reports_its_warmup_and_matches_eager() -> None:
     res = Engine(tiny_model(seed=0), precision="fp32", compile=True).run(_job())
     assert res.parameters["compile_warmup_s"] > 0
     assert np.abs(_arr(res.images[0]) - _arr(eager)).max() <= 2
+
+
+@pytest.mark.parametrize("name", ["DPM adaptive", "Restart", "Euler a", "DPM++ 2M", "LMS", "DDIM"])
+def test_s_noise_does_not_reach_samplers_a1111_does_not_give_it(engine: Engine, name: str) -> None:
+    """A1111's ``sampler_extra_params`` (sd_samplers_kdiffusion.py) has no ``s_noise`` entry for these
+    samplers, so they always run with k-diffusion's default ``s_noise = 1``: a job with
+    ``s_noise = 0.93`` must give the same bytes as one with 1 (and no "Sigma noise" infotext key)."""
+    # Restart only restarts on schedules of 20 or more sigmas (A1111's restart_list default)
+    job = dict(sampler_name=name, steps=24 if name == "Restart" else 4, denoising_strength=0.9)
+    plain = engine.run(_job(**job))
+    changed = engine.run(_job(**job, s_noise=0.93))
+    assert changed.images[0].tobytes() == plain.images[0].tobytes()
+    assert "Sigma noise" not in parse_infotext(changed.infotexts[0])
+
+
+def test_s_noise_reaches_samplers_that_take_it(engine: Engine) -> None:
+    """Euler has ``s_noise`` in A1111's ``sampler_extra_params``; with churn on it changes the output."""
+    job = dict(sampler_name="Euler", steps=4, denoising_strength=0.9, s_churn=1.0)
+    plain = engine.run(_job(**job)).images[0]
+    assert engine.run(_job(**job, s_noise=0.5)).images[0].tobytes() != plain.tobytes()
+
+
+@pytest.mark.parametrize(("steps", "sampler", "expected_run"), [(7, "Euler", 8), (15, "Euler", 16), (10, "DPM2", 11)])
+def test_ddim_schedule_tail_is_sliced_with_the_requested_steps(steps: int, sampler: str, expected_run: int) -> None:
+    """A1111 slices ``sigmas[steps - t_enc - 1:]`` with the requested ``steps``, even when the "DDIM"
+    schedule type has more entries (1000 not a multiple of steps). 7 steps, strength 1: t_enc =
+    int(0.999 * 7) = 6, the grid range(1, 1000, 142) has 8 sigmas plus 0, the slice starts at index
+    7 - 6 - 1 = 0: 8 steps from the largest grid sigma (about 14.27 on SD's schedule). 15 steps: grid
+    range(1, 1000, 66) = 16 sigmas, t_enc 14, 16 steps. DPM2 at 10 steps builds 11 (1000 // 11 = 90:
+    12 sigmas) and drops the penultimate: 12 values, t_enc 9, start 0, 11 steps. With a UNet that
+    predicts eps = 0 and Euler, the output is the decode of ``init + eps * sigmas[0]``."""
+    from retouch.sampling.noise import ImageNoise
+    from retouch.sampling.registry import build_sigmas, get_sampler
+
+    eng = _zero_unet_engine()
+    job = _job(sampler_name=sampler, scheduler="DDIM", steps=steps, denoising_strength=1.0)
+    seen: list[tuple[int, int]] = []
+    out = eng.run(job, on_step=lambda s: seen.append((s.step, s.steps))).images[0]
+    assert len(seen) == expected_run and seen[-1] == (expected_run, expected_run)
+    sigmas = build_sigmas(get_sampler(sampler), "ddim", steps, eng.runtime.model_sigmas)
+    assert len(sigmas) == expected_run + 1
+    if sampler == "Euler":
+        assert float(sigmas[0]) == pytest.approx(float(eng.runtime.model_sigmas[995 if steps == 7 else 991]))
+        init = eng.runtime.encode([_scene()], [1234])
+        eps = ImageNoise([1234], [job.subseed], 0.0, (4, SIZE // 8, SIZE // 8)).first()
+        assert out.tobytes() == eng.runtime.decode(init + eps * sigmas[0])[0].tobytes()

@@ -247,7 +247,7 @@ class Engine:
         eps = noise.first().to(self.device) * job.initial_noise_multiplier
         sigmas = build_sigmas(plan.sampler, plan.scheduler, plan.schedule_length, self.runtime.model_sigmas,
                               sdxl=self.model.family.is_sdxl)
-        tail = sigma_tail(sigmas, plan.t_enc).to(self.device)
+        tail = sigma_tail(sigmas, plan.t_enc, plan.schedule_length).to(self.device)  # A1111 slices with N
         x = init + eps * tail[0]
         if job.img2img_extra_noise > 0:
             x = x + eps * job.img2img_extra_noise
@@ -280,9 +280,9 @@ class Engine:
 
         def callback(step: Any) -> None:
             if on_step is not None:
-                on_step(StepInfo(n, plan.n_iter, step.i + 1, plan.steps_to_run, step.denoised))
+                on_step(StepInfo(n, plan.n_iter, step.i + 1, len(tail) - 1, step.denoised))
 
-        kwargs: dict[str, Any] = {"s_noise": job.s_noise}
+        kwargs: dict[str, Any] = {"s_noise": job.s_noise} if spec.uses_s_noise else {}
         if job.eta is not None:
             kwargs["eta"] = job.eta
         if spec.uses_churn:

@@ -111,7 +111,13 @@ def check_image_inputs(job: Img2Img) -> None:
 
 
 def prepare_images(job: Img2Img, width: int, height: int) -> Prepared:
-    """A1111 ``init()`` in pixel space for every init image (spec Appendix A steps 2-3)."""
+    """A1111 ``init()`` in pixel space for every init image (spec Appendix A steps 2-3).
+
+    The masked-content pixel fill (``masking.fill``) runs for every mode except 1 "original": A1111's
+    ``init()`` tests ``inpainting_fill != 1``, so "latent noise" and "latent nothing" are filled too,
+    before the colour reference and the VAE encode (their latent fill comes on top, in the engine).
+    Correction to spec §2.8, which describes the pixel fill under mode 0 only.
+    """
     if not job.init_images:
         raise ParamError("init_images must hold at least one image")
     check_image_inputs(job)
@@ -128,8 +134,8 @@ def prepare_images(job: Img2Img, width: int, height: int) -> Prepared:
         overlays.append(make_overlay(image, overlay_mask) if overlay_mask is not None else None)
         if box is not None:
             image = resize_image(image.crop(box), ResizeMode.RESIZE_AND_FILL, width, height)
-        if latent_mask is not None and job.inpainting_fill == MaskedContent.FILL:
-            image = fill_masked(image, latent_mask)
+        if latent_mask is not None and job.inpainting_fill != MaskedContent.ORIGINAL:
+            image = fill_masked(image, latent_mask)  # modes 0, 2 and 3 alike (A1111 init; see the docstring)
         refs.append(color_reference(image) if job.img2img_color_correction else None)
         images.append(image)
     paste_box = None if box is None else (box[0], box[1], box[2] - box[0], box[3] - box[1])
@@ -154,8 +160,9 @@ def finish_image(
     if prepared.overlay_mask is not None:
         if job.return_mask:
             mask_out = prepared.overlay_mask.convert("RGB")
-        if job.return_mask_composite:
-            composite = mask_composite(image, prepared.overlay_mask, prepared.paste_box)
+        if job.return_mask_composite:  # no overlay: A1111 never uncrops, the composite stays crop-sized
+            box = prepared.paste_box if job.overlay_inpaint else None
+            composite = mask_composite(image, prepared.overlay_mask, box)
     if job.overlay_inpaint and (overlay is not None or prepared.paste_box is not None):
         image = apply_overlay(image, overlay, prepared.paste_box)
     return image.convert("RGB"), mask_out, composite

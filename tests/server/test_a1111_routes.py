@@ -178,7 +178,7 @@ def test_samplers_schedulers_models_scripts(client: TestClient) -> None:
     models = client.get("/sdapi/v1/sd-models").json()
     assert len(models) == 1 and models[0]["model_name"] == "tiny-sd1-0"
     assert models[0]["title"] == client.get("/sdapi/v1/options").json()["sd_model_checkpoint"]
-    assert client.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": []}
+    assert client.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": ["sd upscale", "loopback"]}
 
 
 def test_options_post_changes_later_jobs_only(make_client: Any, engine: Engine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any
@@ -178,3 +179,28 @@ def test_job_whose_client_went_away_is_skipped(queue: JobQueue, runner: Blocking
     assert after.future.result(5) == "result-after"
     assert runner.order == ["a", "after"] and gone.status is JobStatus.CANCELLED
     assert first.future.result(5) == "result-a"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_current_job_is_cleared_before_its_future_resolves(fails: bool) -> None:
+    """A client woken by the job's future (``/img2img`` returning) must never see that job as the
+    current one in ``/progress``: the done callback runs when the future resolves, and by then
+    ``current`` must already be None (it was the finished job, seen once in about 50 tries)."""
+
+    def run(job: Job) -> Any:
+        if fails:
+            raise RuntimeError("boom")
+        return "ok"
+
+    q = JobQueue(run)
+    q.start()
+    try:
+        seen: list[Any] = []
+        job = q.submit("x", job_count=1)
+        job.future.add_done_callback(lambda _: seen.append((q.current, job.status, job.finished is not None)))
+        with pytest.raises(JobError) if fails else contextlib.nullcontext():
+            job.future.result(timeout=10)
+        assert seen == [(None, JobStatus.FAILED if fails else JobStatus.DONE, True)]
+    finally:
+        q.stop()
+

@@ -136,9 +136,9 @@ def test_model_checkpoint_override_for_the_loaded_model_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("fields", "needle"),
     [
-        ({"script_name": "sd upscale"}, "script_name 'sd upscale' is not supported"),
+        ({"script_name": "img2img alternative test"}, "script_name 'img2img alternative test' is not supported"),
         ({"alwayson_scripts": {"soft inpainting": {"args": [True]}, "ADetailer": {}}}, "'soft inpainting', 'ADetailer'"),
-        ({"styles": ["cinematic"]}, "styles ['cinematic'] not found"),
+        ({"styles": ["cinematic"]}, "styles 'cinematic' not found; known styles: none"),
         ({"restore_faces": True}, "restore_faces=true is not supported"),
         ({"tiling": True}, "tiling=true is not supported"),
         ({"save_images": True}, "save_images=true is not supported"),

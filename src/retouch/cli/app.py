@@ -1,4 +1,4 @@
-"""The ``retouch`` command (issue #5): img2img, inpaint, batch, info, models, serve.
+"""The ``retouch`` command (issue #5): img2img, inpaint, batch, upscale, loopback, info, models, serve.
 
 :func:`build_app` makes the Typer application around a :class:`~retouch.cli.run.Session`, so the
 model loader is chosen in one place (``main(argv, model_loader=...)``; tests pass a tiny model).
@@ -34,6 +34,7 @@ def build_app(session: Session) -> typer.Typer:
         pretty_exceptions_enable=False,
     )
     _generating_commands(app, session)
+    _script_commands(app, session)
     app.command("info")(_info)
     app.command("models")(_models)
     app.command("serve")(_serve)
@@ -82,6 +83,52 @@ def _generating_commands(app: typer.Typer, session: Session) -> None:
         if mask is not None and mask_dir is not None:
             raise CliError("give either --mask or --mask-dir, not both")
         _run(run_batch, session, settings_from(ctx, opts), input_dir, outdir, mask_dir, mask)
+
+
+def _script_commands(app: typer.Typer, session: Session) -> None:
+    from retouch.cli.scripts import DEFAULT_TILE, run_script_command
+    from retouch.recipes import Loopback, ScriptCall, SDUpscale
+
+    def call(title: str, args: Any) -> Any:
+        try:
+            return ScriptCall(title, args())
+        except ValueError as exc:  # ParamError
+            raise CliError(str(exc)) from None
+
+    @app.command("upscale")
+    @with_options(GENERATION, DEVICE)
+    def upscale(
+        ctx: typer.Context,
+        input: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
+        scale: Annotated[float, typer.Option("--scale", help="Scale factor.")] = 2.0,
+        overlap: Annotated[int, typer.Option("--overlap", help="Tile overlap, pixels.")] = 64,
+        upscaler: Annotated[str, typer.Option("--upscaler", help="None, Lanczos or Nearest.")] = "Lanczos",
+        outdir: Annotated[Path, typer.Option("--outdir", "-o", help=_OUTDIR_HELP)] = Path("outputs"),
+        **opts: Any,
+    ) -> None:
+        """Upscale, then redraw tile by tile (A1111 SD upscale); --size is the tile size (512x512)."""
+        settings = settings_from(ctx, opts)
+        if settings.opts.get("size") is None and settings.opts.get("scale_by") is None:
+            settings.opts["size"] = DEFAULT_TILE
+        script = call("SD upscale", lambda: SDUpscale(overlap=overlap, upscaler=upscaler, scale=scale))
+        _run(run_script_command, session, settings, input, None, outdir, script)
+
+    @app.command("loopback")
+    @with_options(GENERATION, MASK, DEVICE)
+    def loopback(
+        ctx: typer.Context,
+        input: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
+        loops: Annotated[int, typer.Option("--loops", help="Loops, 1 to 32.")] = 4,
+        final_denoise: Annotated[float, typer.Option("--final-denoise", help="Strength of the last loop.")] = 0.5,
+        curve: Annotated[str, typer.Option("--curve", help="Aggressive, Linear or Lazy.")] = "Linear",
+        mask: Annotated[Path | None, typer.Option("--mask", help="Mask: white is repainted.")] = None,
+        outdir: Annotated[Path, typer.Option("--outdir", "-o", help=_OUTDIR_HELP)] = Path("outputs"),
+        **opts: Any,
+    ) -> None:
+        """Feed each result back as the next input (A1111 Loopback); saves the grid, then every loop."""
+        script = call("Loopback", lambda: Loopback(loops=loops, final_denoising_strength=final_denoise,
+                                                   denoising_curve=curve))
+        _run(run_script_command, session, settings_from(ctx, opts), input, mask, outdir, script)
 
 
 def _info(
@@ -138,6 +185,9 @@ def _serve(
         int | None, typer.Option("--threads", help="CPU threads (default: one per core).")
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    styles_file: Annotated[
+        Path | None, typer.Option("--styles-file", help="A1111 styles.csv for the requests' styles.")
+    ] = None,
 ) -> None:
     """Serve the A1111-compatible HTTP API (/sdapi/v1) and the job API (/api/v1/jobs)."""
     try:
@@ -158,6 +208,7 @@ def _serve(
             device=device,
             log_level=log_level,
             threads=threads,
+            **({} if styles_file is None else {"styles_file": str(styles_file)}),
         )
     except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from None

@@ -81,11 +81,29 @@ def build_job(settings: Settings, image: Image.Image, mask: Image.Image | None) 
     width, height = processing_size(settings.opts, settings.explicit, settings.recalled, image.size)
     fields = job_fields(settings.opts, settings.explicit, settings.recalled)
     try:
+        fields["prompt"], fields["negative_prompt"] = _styled(settings.opts, fields)
         job = Img2Img(init_images=[image], mask=mask, width=width, height=height, **fields)
         check_job(job)
     except ParamError as exc:
         raise CliError(str(exc)) from None
     return job
+
+
+def _styled(opts: Mapping[str, Any], fields: Mapping[str, Any]) -> tuple[str, str]:
+    """Prompt and negative prompt with ``--style`` names from ``--styles-file`` applied (A1111 styles)."""
+    prompt, negative = str(fields.get("prompt", "")), str(fields.get("negative_prompt", ""))
+    names = list(opts.get("style") or [])
+    if not names:
+        return prompt, negative
+    if opts.get("styles_file") is None:
+        raise CliError("--style needs --styles-file (an A1111 styles.csv) to look the names up")
+    from retouch.styles import apply_styles, load_styles
+
+    try:
+        styles = load_styles(opts["styles_file"])
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    return apply_styles(prompt, negative, names, styles)
 
 
 def load_engine(session: Session, settings: Settings, progress: Progress) -> Engine:

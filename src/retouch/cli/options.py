@@ -172,6 +172,8 @@ GENERATION: tuple[inspect.Parameter, ...] = (
         "--from-infotext",
         help="Re-run with the settings stored in this image.",
     ),
+    _opt("style", list[str] | None, None, "--style", help="Prompt style to apply (repeatable, in order)."),
+    _opt("styles_file", Path | None, None, "--styles-file", help="A1111 styles.csv holding the styles."),
 )
 
 MASK: tuple[inspect.Parameter, ...] = _in_panel(

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from retouch.engine import Engine, StepInfo
     from retouch.models.bundle import ModelBundle
 
-__all__ = ["ModelLoader", "default_loader", "Session", "Outcome", "generate", "check_job"]
+__all__ = ["ModelLoader", "default_loader", "Session", "Outcome", "StepTracker", "generate", "check_job"]
 
 #: ``(model, vae) -> ModelBundle``: how a command turns ``--model``/``--vae`` into a model.
 ModelLoader = Callable[[str, "Path | None"], "ModelBundle"]
@@ -83,7 +83,7 @@ class Outcome:
     discarded: int = 0
 
 
-class _Tracker:
+class StepTracker:
     """Turns the engine's StepInfo stream into batch starts/ends for the progress display."""
 
     def __init__(self, progress: Progress, batch_size: int) -> None:
@@ -107,7 +107,7 @@ class _Tracker:
 
 def generate(engine: Engine, job: Img2Img, progress: Progress, stop: StopFlag) -> Outcome:
     """Run ``job``; on interrupt keep only the fully sampled batches (the rest is discarded)."""
-    tracker = _Tracker(progress, job.batch_size)
+    tracker = StepTracker(progress, job.batch_size)
     try:
         result = engine.run(job, on_step=tracker, should_stop=stop)
     except ParamError as exc:

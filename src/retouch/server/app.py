@@ -98,7 +98,8 @@ def serve(
 
     ``api_auth`` is ``"user:pass[,user2:pass2]"``; ``limits`` are any other :class:`ServerConfig`
     fields (``max_steps``, ``max_batch_size``, ``max_n_iter``, ``max_image_pixels``,
-    ``max_output_pixels``, ``max_body_bytes``, ``result_ttl_s``, ``max_results``, ``max_job_seconds``);
+    ``max_output_pixels``, ``max_body_bytes``, ``result_ttl_s``, ``max_results``, ``max_job_seconds``,
+    ``styles_file``);
     an unknown name raises TypeError, a bad value ValueError. ``threads``: torch's CPU threads for the
     process (``runtime.set_threads``; default one per core). The model is loaded here, before the port
     is bound, so a bad path fails at once with the loader's own error (FileNotFoundError/ValueError)
@@ -112,6 +113,10 @@ def serve(
 
     set_threads(threads)  # ParamError is a ValueError: reported before anything loads
     config = ServerConfig(max_queue=max_queue, api_auth=parse_api_auth(api_auth), **limits)
+    if config.styles_file:
+        from retouch.styles import load_styles
+
+        load_styles(config.styles_file)  # a missing or malformed file fails here, before the model loads
     log.info("loading model %s", model)
     engine = Engine(load_model(model), device=device, precision=precision)
     app = create_app(engine=engine, config=config)

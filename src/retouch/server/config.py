@@ -25,6 +25,7 @@ class ServerConfig:
     * ``max_job_seconds``: a running job is interrupted after this long (None: never), so no request
       can hold the worker indefinitely.
     * ``api_auth``: ``(user, password)`` pairs for HTTP Basic; empty means no authentication.
+    * ``styles_file``: an A1111 ``styles.csv`` whose prompt styles requests may name (None: no styles).
     """
 
     max_queue: int = 16
@@ -38,11 +39,12 @@ class ServerConfig:
     max_n_iter: int = 16
     max_job_seconds: float | None = 3600.0
     api_auth: tuple[tuple[str, str], ...] = ()
+    styles_file: str | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "api_auth" or (f.name == "max_job_seconds" and value is None):
+            if f.name in ("api_auth", "styles_file") or (f.name == "max_job_seconds" and value is None):
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
                 raise ValueError(f"server setting {f.name} must be a non-negative number; got {value!r}")

@@ -272,30 +272,30 @@ class JobQueue:
                 job.status = JobStatus.RUNNING
                 job.started = time.time()
                 self._current = job
-            self._execute(job)
-            with self._cond:
+            status, result, exc = self._execute(job)
+            with self._cond:  # before the future wakes its client, so /progress never shows a finished job
                 self._current = None
+            self._finish(job, status, result=result, exc=exc)
+            with self._cond:
                 self._durations.append((job.finished or time.time()) - (job.started or 0.0))
                 self._retire(job)
 
-    def _execute(self, job: Job) -> None:
+    def _execute(self, job: Job) -> tuple[JobStatus, Any, BaseException | None]:
+        """Run ``job``; returns (final status, result, exception) without touching its future."""
         try:
             result = self._run(job)
         except JobCancelled:
-            self._finish(job, JobStatus.CANCELLED, exc=JobCancelled(f"job {job.id} was cancelled"))
+            return JobStatus.CANCELLED, None, JobCancelled(f"job {job.id} was cancelled")
         except JobError as e:
-            self._finish(job, JobStatus.FAILED, exc=e)
+            return JobStatus.FAILED, None, e
         except ParamError as e:  # found only when the job runs (e.g. a <lora:...> tag naming no file)
-            self._finish(job, JobStatus.FAILED, exc=JobError(422, "ParamError", str(e)))
+            return JobStatus.FAILED, None, JobError(422, "ParamError", str(e))
         except Exception as e:  # the worker must survive anything a job does
-            err = JobError(500, type(e).__name__, f"generation failed: {type(e).__name__}: {e}")
-            self._finish(job, JobStatus.FAILED, exc=err)
-        else:
-            if job.cancel_requested:
-                self._finish(job, JobStatus.CANCELLED, exc=JobCancelled(f"job {job.id} was cancelled"))
-            else:
-                job.result = result
-                self._finish(job, JobStatus.DONE, result=result)
+            return JobStatus.FAILED, None, JobError(500, type(e).__name__, f"generation failed: {type(e).__name__}: {e}")
+        if job.cancel_requested:
+            return JobStatus.CANCELLED, None, JobCancelled(f"job {job.id} was cancelled")
+        job.result = result
+        return JobStatus.DONE, result, None
 
     @staticmethod
     def _finish(job: Job, status: JobStatus, *, result: Any = None, exc: BaseException | None = None) -> None:

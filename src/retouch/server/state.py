@@ -1,6 +1,7 @@
 """What one running server holds: the engine, its job queue, the option defaults, and the job runner.
 
-The runner is the only code that calls ``Engine.run``; it wires the job's flags to ``should_stop`` /
+The runner is the only code that calls ``Engine.run`` (directly, or through a script recipe of
+:mod:`retouch.recipes`); it wires the job's flags to ``should_stop`` /
 ``should_skip`` (spec §5.6), records progress, decodes a live preview only when a client asked for one,
 enforces ``max_job_seconds``, and turns the result into A1111's response in the worker thread.
 """
@@ -8,17 +9,20 @@ enforces ``max_job_seconds``, and turns the result into A1111's response in the 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from retouch.engine import Result, StepInfo
 from retouch.params import Img2Img, ParamError
+from retouch.recipes import Hooks, run_script
 from retouch.server.a1111.options import OptionsStore
 from retouch.server.a1111.respond import build_response
 from retouch.server.a1111.translate import Submission
 from retouch.server.config import ServerConfig
 from retouch.server.jobs import Job, JobError, JobQueue
+from retouch.styles import PromptStyle, load_styles
 
 __all__ = ["ServerState", "ModelInfo", "EngineLike"]
 
@@ -54,13 +58,15 @@ class ModelInfo:
 
 
 class ServerState:
-    """Engine + queue + options of one server; ``start``/``stop`` bracket the worker thread."""
+    """Engine + queue + options + prompt styles of one server; ``start``/``stop`` bracket the worker
+    thread. The styles file (``config.styles_file``) is read once, here."""
 
     def __init__(self, engine: EngineLike, config: ServerConfig) -> None:
         self.engine = engine
         self.config = config
         self.model = ModelInfo.of(engine.model)
         self.options = OptionsStore(self.model.title, self.model.names)
+        self.styles: Mapping[str, PromptStyle] = load_styles(config.styles_file) if config.styles_file else {}
         self.queue = JobQueue(
             self.run_job, max_queue=config.max_queue, result_ttl_s=config.result_ttl_s,
             max_results=config.max_results,
@@ -90,7 +96,12 @@ class ServerState:
             self._maybe_preview(job, sub, info, state)
 
         try:
-            result = self.engine.run(sub.job, on_step=on_step, should_stop=should_stop, should_skip=job.should_skip)
+            if sub.script is not None:
+                hooks = Hooks(on_step=on_step, should_stop=should_stop, should_skip=job.should_skip)
+                result = run_script(self.engine, sub.job, sub.script, hooks, return_grid=sub.return_grid)
+            else:
+                result = self.engine.run(sub.job, on_step=on_step, should_stop=should_stop,
+                                         should_skip=job.should_skip)
         except ParamError as e:
             raise JobError(422, "ParamError", str(e)) from e
         if state["timed_out"]:

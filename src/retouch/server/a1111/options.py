@@ -7,6 +7,9 @@ snapshots the server defaults when it is submitted, and neither an override nor 
 ``POST /options`` can change a job already queued or running. Any other option name is refused with
 the list of supported names. ``eta_ancestral`` / ``eta_ddim`` become the job's ``eta`` when the request
 gives none and the sampler uses eta (ancestral/SDE samplers / DDIM, by the sampler's default eta).
+``return_grid`` decides whether the Loopback script returns its grid; the options of
+:data:`UI_ONLY_DEFAULTS` (``send_seed`` and others that A1111's own test suite and clients read and
+write) only change A1111's web UI: they are kept and returned, and change nothing here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import threading
 from typing import Any
 
 from PIL import ImageColor
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from retouch.params import Img2Img, ParamError
 
@@ -44,6 +47,8 @@ OPTION_FIELDS: dict[str, str] = {
 }
 
 SAMPLES_FORMATS = ("png",)
+
+_UI_ONLY = "UI-only option of A1111's web UI: accepted, stored and returned, with no effect on this server"
 
 
 class Options(BaseModel):
@@ -77,9 +82,24 @@ class Options(BaseModel):
     s_min_uncond: float | None = None
     eta_ancestral: float | None = None
     eta_ddim: float | None = None
+    return_grid: bool | None = Field(
+        None, description="A1111 'Show grid in gallery': the Loopback script returns its grid first (default true)"
+    )
+    send_seed: bool | None = Field(None, description=_UI_ONLY)
+    send_size: bool | None = Field(None, description=_UI_ONLY)
+    js_modal_lightbox: bool | None = Field(None, description=_UI_ONLY)
+    js_modal_lightbox_initially_zoomed: bool | None = Field(None, description=_UI_ONLY)
+    show_progressbar: bool | None = Field(None, description=_UI_ONLY)
+    do_not_show_images: bool | None = Field(None, description=_UI_ONLY)
 
 
 SUPPORTED = tuple(Options.model_fields)
+
+#: A1111's defaults for the options that only change its web UI (shared_options.py, v1.10.1).
+UI_ONLY_DEFAULTS: dict[str, Any] = {
+    "send_seed": True, "send_size": True, "js_modal_lightbox": True, "js_modal_lightbox_initially_zoomed": True,
+    "show_progressbar": True, "do_not_show_images": False,
+}
 
 
 def _field_default(name: str) -> Any:
@@ -97,6 +117,8 @@ def default_options(model_title: str) -> dict[str, Any]:
         "show_progress_every_n_steps": 10,
         "eta_ancestral": 1.0,
         "eta_ddim": 0.0,
+        "return_grid": True,
+        **UI_ONLY_DEFAULTS,
     }
     values.update({opt: _field_default(field) for opt, field in OPTION_FIELDS.items()})
     return values

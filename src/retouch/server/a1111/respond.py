@@ -4,7 +4,10 @@
 composite (``return_mask_composite``) per image; each result PNG carries its infotext in the
 ``parameters`` text chunk (spec §6.4). ``parameters`` echoes the request, with ``init_images`` and
 ``mask`` nulled unless ``include_init_images``. ``info`` is a JSON string with A1111's keys, plus
-``scheduler``, ``comments`` and ``interrupted``, which A1111 lacks.
+``scheduler``, ``comments`` and ``interrupted``, which A1111 lacks. ``prompt`` and ``negative_prompt``
+are the request's (before styles), ``all_prompts`` the styled ones, as A1111's. A script's result may
+carry ``parameters["a1111_info"]``: the values A1111's script passes to ``Processed`` (start seed, the
+last call's ``all_seeds``...), which replace the per-job ones.
 """
 
 from __future__ import annotations
@@ -40,10 +43,10 @@ def build_info(sub: Submission, result: Result, job_timestamp: float) -> dict[st
     """A1111's ``processed.js()`` keys for ``result`` (spec §5.3)."""
     job, p = sub.job, result.parameters
     first = result.infotexts[0] if result.infotexts else ""
-    return {
-        "prompt": job.prompt,
+    info = {
+        "prompt": sub.request.prompt,
         "all_prompts": list(result.prompts),
-        "negative_prompt": job.negative_prompt,
+        "negative_prompt": sub.request.negative_prompt,
         "all_negative_prompts": list(result.negative_prompts),
         "seed": result.seeds[0] if result.seeds else None,
         "all_seeds": list(result.seeds),
@@ -77,6 +80,8 @@ def build_info(sub: Submission, result: Result, job_timestamp: float) -> dict[st
         "comments": list(result.comments),
         "interrupted": result.interrupted,
     }
+    info.update(p.get("a1111_info", {}))  # a script's Processed values (retouch.recipes)
+    return info
 
 
 def _images(sub: Submission, result: Result) -> list[str]:

@@ -12,8 +12,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from retouch.formats.images import ImageDecodeError, decode_base64_image, encode_png_base64
 from retouch.formats.png import read_infotext
+from retouch.imaging.upscale import UPSCALERS
 from retouch.infotext import parse_infotext
 from retouch.params import ParamError
+from retouch.recipes import SCRIPT_INFO, SCRIPT_TITLES
 from retouch.sampling import registry
 from retouch.server.a1111.options import Options
 from retouch.server.a1111.schemas import (
@@ -24,9 +26,13 @@ from retouch.server.a1111.schemas import (
     PngInfoResponse,
     ProgressResponse,
     ProgressState,
+    PromptStyleItem,
     SamplerItem,
     SchedulerItem,
+    ScriptInfo,
+    ScriptsList,
     SDModelItem,
+    UpscalerItem,
 )
 from retouch.server.a1111.translate import Submission, build_submission
 from retouch.server.jobs import Job, JobStatus
@@ -48,10 +54,10 @@ async def submit(state: ServerState, req: Img2ImgRequest, *, retain: bool) -> Jo
     """Check ``req`` (off the event loop: it decodes images) and queue it; 422/429 on failure."""
     state.queue.check_room()  # a full queue answers 429 before any image is decoded
     sub: Submission = await run_in_threadpool(
-        build_submission, req, state.options.snapshot(), state.config, state.model.names
+        build_submission, req, state.options.snapshot(), state.config, state.model.names, state.styles
     )
     try:
-        return state.queue.submit(sub, job_count=sub.job.n_iter, job_id=req.force_task_id, retain=retain)
+        return state.queue.submit(sub, job_count=sub.job_count, job_id=req.force_task_id, retain=retain)
     except ValueError as e:
         raise ParamError(f"force_task_id: {e}") from None
 
@@ -172,10 +178,29 @@ async def set_options(body: Options = Body(...), state: ServerState = Depends(ge
     return {}
 
 
-@router.get("/scripts")
-async def scripts() -> dict[str, list[str]]:
-    """No selectable or always-on scripts exist on this server."""
-    return {"txt2img": [], "img2img": []}
+@router.get("/scripts", response_model=ScriptsList)
+async def scripts() -> ScriptsList:
+    """The selectable img2img scripts this server runs (A1111 lists script names in lower case)."""
+    return ScriptsList(txt2img=[], img2img=[t.lower() for t in SCRIPT_TITLES])
+
+
+@router.get("/script-info", response_model=list[ScriptInfo])
+async def script_info() -> list[ScriptInfo]:
+    """Each supported script's arguments as A1111 describes them (label, value, range, choices)."""
+    return [ScriptInfo.model_validate(info) for info in SCRIPT_INFO]
+
+
+@router.get("/upscalers", response_model=list[UpscalerItem])
+async def upscalers() -> list[UpscalerItem]:
+    """The built-in upscalers SD upscale accepts, with A1111's fields (no model files, scale 4)."""
+    return [UpscalerItem(name=name, model_name=None, model_path=None, model_url=None, scale=4) for name in UPSCALERS]
+
+
+@router.get("/prompt-styles", response_model=list[PromptStyleItem])
+async def prompt_styles(state: ServerState = Depends(get_state)) -> list[PromptStyleItem]:
+    """The saved prompt styles (``--styles-file``), in file order; empty without a styles file."""
+    return [PromptStyleItem(name=st.name, prompt=st.prompt, negative_prompt=st.negative_prompt)
+            for st in state.styles.values()]
 
 
 def _png_info(data: str, max_pixels: int) -> PngInfoResponse:

@@ -22,6 +22,11 @@ __all__ = [
     "SamplerItem",
     "SchedulerItem",
     "SDModelItem",
+    "ScriptsList",
+    "ScriptArg",
+    "ScriptInfo",
+    "UpscalerItem",
+    "PromptStyleItem",
     "ErrorResponse",
 ]
 
@@ -42,7 +47,7 @@ class Img2ImgRequest(BaseModel):
 
     prompt: str = ""
     negative_prompt: str = ""
-    styles: list[str] | None = Field(None, description="saved style names; this server has none")
+    styles: list[str] | None = Field(None, description="prompt style names from the server's styles file")
     seed: int = -1
     subseed: int = -1
     subseed_strength: float = 0.0
@@ -164,6 +169,51 @@ class SDModelItem(BaseModel):
     sha256: str | None = None
     filename: str
     config: str | None = None
+
+
+class ScriptsList(BaseModel):
+    """``GET /sdapi/v1/scripts``: selectable script names per tab (A1111 ``ScriptsList``)."""
+
+    txt2img: list[str] = Field(default_factory=list)
+    img2img: list[str] = Field(default_factory=list)
+
+
+class ScriptArg(BaseModel):
+    """One script argument as A1111's UI control describes it (``ScriptArg``)."""
+
+    label: str | None = None
+    value: Any = None
+    minimum: Any = None
+    maximum: Any = None
+    step: Any = None
+    choices: list[str] | None = None
+
+
+class ScriptInfo(BaseModel):
+    """``GET /sdapi/v1/script-info`` entry (A1111 ``ScriptInfo``); ``args`` in ``script_args`` order."""
+
+    name: str | None = None
+    is_alwayson: bool | None = None
+    is_img2img: bool | None = None
+    args: list[ScriptArg]
+
+
+class UpscalerItem(BaseModel):
+    """``GET /sdapi/v1/upscalers`` entry (A1111 ``UpscalerItem``)."""
+
+    name: str
+    model_name: str | None = None
+    model_path: str | None = None
+    model_url: str | None = None
+    scale: float | None = None
+
+
+class PromptStyleItem(BaseModel):
+    """``GET /sdapi/v1/prompt-styles`` entry (A1111 ``PromptStyleItem``)."""
+
+    name: str
+    prompt: str | None = None
+    negative_prompt: str | None = None
 
 
 class ErrorResponse(BaseModel):

@@ -1,11 +1,12 @@
 """A1111 img2img request -> :class:`retouch.params.Img2Img`, checked before anything is queued.
 
-Order (spec §5.4, own formulation): refuse what this server does not do (scripts, styles, face
+Order (spec §5.4, own formulation): refuse what this server does not do (always-on scripts, face
 restoration, tiling, refiner, saving) -> merge ``infotext`` (§5.5) -> validate ``override_settings``
 against the supported options -> check the server's limits -> decode images -> build the job with
-precedence request field > override_settings > server option > Img2Img default -> resolve sampler,
-scheduler, batch and schedule with :func:`retouch.plan.make_plan`. Every failure is a ParamError that
-names the field, so the client gets a 422 with a readable message and the worker never sees the job.
+precedence request field > override_settings > server option > Img2Img default -> apply prompt
+styles -> resolve sampler, scheduler, batch and schedule with :func:`retouch.plan.make_plan` -> parse and
+check the selectable script (``script_name``/``script_args``: SD upscale, Loopback, see
+:mod:`retouch.recipes`). Every failure is a ParamError that names the field, so the client gets a 422 with a readable message and the worker never sees the job.
 
 Differences from A1111, on purpose: a missing or empty ``init_images`` is a 422 with a message (A1111
 answers 404); broken images are 422s naming the image (A1111: 500 "Invalid encoded image");
@@ -17,6 +18,7 @@ them, §8.17); http(s) URLs are not fetched.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +28,12 @@ from retouch.formats.images import ImageDecodeError, decode_base64_image
 from retouch.infotext import parse_infotext
 from retouch.params import Img2Img, ParamError
 from retouch.plan import make_plan
+from retouch.recipes import ScriptCall, SDUpscale, check_script, parse_script, script_job_count, upscaled_size
 from retouch.sampling.registry import get_sampler, split_sampler_name
 from retouch.server.a1111.options import OPTION_FIELDS, validate_options
 from retouch.server.a1111.schemas import Img2ImgRequest
 from retouch.server.config import ServerConfig
+from retouch.styles import PromptStyle, apply_styles
 
 __all__ = ["Submission", "build_submission", "merge_infotext"]
 
@@ -75,18 +79,19 @@ class Submission:
     samples_format: str
     enable_pnginfo: bool
     preview_every: int
+    script: ScriptCall | None = None
+    return_grid: bool = True
+
+    @property
+    def job_count(self) -> int:
+        """Engine calls the job makes: ``n_iter``, or the script's count (A1111 ``state.job_count``)."""
+        return self.job.n_iter if self.script is None else script_job_count(self.job, self.script)
 
 
 def _refuse_unsupported(req: Img2ImgRequest) -> None:
-    if req.script_name:
-        raise ParamError(
-            f"script_name {req.script_name!r} is not supported: this server has no selectable scripts"
-        )
     if req.alwayson_scripts:
         names = ", ".join(repr(k) for k in req.alwayson_scripts)
         raise ParamError(f"alwayson_scripts {names} not supported: this server has no always-on scripts")
-    if req.styles:
-        raise ParamError(f"styles {req.styles!r} not found: this server has no saved styles")
     for name in ("restore_faces", "tiling"):
         if getattr(req, name):
             raise ParamError(f"{name}=true is not supported by this server; send false or null")
@@ -179,10 +184,29 @@ def _option_eta(sampler_name: str, options: dict[str, Any]) -> float | None:
     return None if value == spec.default_eta else float(value)
 
 
+def _script(req: Img2ImgRequest, job: Img2Img, config: ServerConfig) -> ScriptCall | None:
+    """The request's script, checked against the job and the server's limits (None without one)."""
+    if not req.script_name:
+        return None
+    call = parse_script(req.script_name, req.script_args)
+    check_script(job, call)
+    if isinstance(call.args, SDUpscale):
+        w, h = upscaled_size(job.init_images[0].size, call.args)
+        if w * h > config.max_image_pixels:
+            raise ParamError(
+                f"SD upscale to {w}x{h} is over this server's limit of {config.max_image_pixels} pixels"
+            )
+    return call
+
+
 def build_submission(
-    req: Img2ImgRequest, server_options: dict[str, Any], config: ServerConfig, model_names: tuple[str, ...]
+    req: Img2ImgRequest, server_options: dict[str, Any], config: ServerConfig, model_names: tuple[str, ...],
+    styles: Mapping[str, PromptStyle] | None = None,
 ) -> Submission:
-    """Check and translate one request (see the module docstring); raises ParamError."""
+    """Check and translate one request (see the module docstring); raises ParamError.
+
+    ``styles``: the server's saved prompt styles; the request's ``styles`` are applied to the prompt and
+    negative prompt (A1111 ``setup_prompts``), an unknown name is refused with the known ones."""
     _refuse_unsupported(req)
     req = merge_infotext(req)
     overrides = validate_options(req.override_settings or {}, where="override_settings", model_names=model_names)
@@ -197,10 +221,16 @@ def build_submission(
         fields["mask"] = _decode("mask", req.mask, config.max_image_pixels)
     if req.latent_mask:
         fields["latent_mask"] = _decode("latent_mask", req.latent_mask, config.max_image_pixels)
+    if req.styles:
+        fields["prompt"], fields["negative_prompt"] = apply_styles(
+            fields["prompt"], fields["negative_prompt"], req.styles, styles or {}
+        )
     job = Img2Img(**fields)
     make_plan(job)  # unknown sampler/scheduler, too many init images, empty schedule: refused here
+    script = _script(req, job, config)
     every = int(options["show_progress_every_n_steps"]) if options["live_previews_enable"] else 0
     return Submission(
         job=job, request=req, samples_format=str(options["samples_format"]).lower(),
-        enable_pnginfo=bool(options["enable_pnginfo"]), preview_every=every,
+        enable_pnginfo=bool(options["enable_pnginfo"]), preview_every=every, script=script,
+        return_grid=bool(options["return_grid"]),
     )
