@@ -35,9 +35,11 @@ class Networks:
         self, model: ModelBundle, *, embeddings_dir: str | os.PathLike[str] | None = None,
         lora_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        if lora_dir is not None and not os.path.isdir(lora_dir):
+            raise FileNotFoundError(f"LoRA folder {lora_dir} does not exist or is not a folder")
         self.embeddings = EmbeddingDatabase.for_bundle(embeddings_dir, model) if embeddings_dir else None
         self.loras = LoraLibrary(lora_dir) if lora_dir else None
-        self.patcher = NetworkPatcher(model)
+        self.patcher: NetworkPatcher = model.network_patcher()
         self._mentioned: tuple[tuple[str, LoraEntry], ...] = ()
 
     def activate(self, prompt: str) -> str:

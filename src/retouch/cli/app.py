@@ -188,6 +188,12 @@ def _serve(
     styles_file: Annotated[
         Path | None, typer.Option("--styles-file", help="A1111 styles.csv for the requests' styles.")
     ] = None,
+    lora_dir: Annotated[
+        Path | None, typer.Option("--lora-dir", help="Folder of LoRA/LyCORIS files for <lora:...> tags.")
+    ] = None,
+    embeddings_dir: Annotated[
+        Path | None, typer.Option("--embeddings-dir", help="Folder of textual-inversion embeddings.")
+    ] = None,
 ) -> None:
     """Serve the A1111-compatible HTTP API (/sdapi/v1) and the job API (/api/v1/jobs)."""
     try:
@@ -208,6 +214,8 @@ def _serve(
             device=device,
             log_level=log_level,
             threads=threads,
+            lora_dir=lora_dir,
+            embeddings_dir=embeddings_dir,
             **({} if styles_file is None else {"styles_file": str(styles_file)}),
         )
     except (OSError, ValueError) as exc:

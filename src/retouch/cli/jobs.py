@@ -117,7 +117,8 @@ def load_engine(session: Session, settings: Settings, progress: Progress) -> Eng
         set_threads(opts.get("threads"))
     except ParamError as exc:
         raise CliError(str(exc)) from None
-    engine = session.engine(opts["model"], opts.get("vae"), opts.get("device"), str(precision))
+    engine = session.engine(opts["model"], opts.get("vae"), opts.get("device"), str(precision),
+                            lora_dir=opts.get("lora_dir"), embeddings_dir=opts.get("embeddings_dir"))
     if settings.infotext is not None:
         note = model_mismatch(settings.infotext, engine.model.name, engine.model.hash)
         if note:

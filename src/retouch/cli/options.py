@@ -112,6 +112,10 @@ GENERATION: tuple[inspect.Parameter, ...] = (
         help="Checkpoint file or diffusers folder ('demo': the bundled model).",
     ),
     _opt("vae", Path | None, None, "--vae", help="External VAE file replacing the checkpoint's."),
+    _opt("lora_dir", Path | None, None, "--lora-dir",
+         help="Folder of LoRA/LyCORIS files that <lora:name:weight> tags in the prompt name."),
+    _opt("embeddings_dir", Path | None, None, "--embeddings-dir",
+         help="Folder of textual-inversion embeddings, used where the prompt names them."),
     _opt(
         "steps",
         int,

@@ -44,9 +44,12 @@ class Session:
         self._engine: Engine | None = None
         self._key: tuple[Any, ...] | None = None
 
-    def engine(self, model: str, vae: Path | None, device: str | None, precision: str) -> Engine:
+    def engine(
+        self, model: str, vae: Path | None, device: str | None, precision: str, *,
+        lora_dir: Path | None = None, embeddings_dir: Path | None = None,
+    ) -> Engine:
         """The engine for these settings, loading the model once; load failures become CliError."""
-        key = (model, vae, device, precision)
+        key = (model, vae, device, precision, lora_dir, embeddings_dir)
         if self._engine is None or self._key != key:
             from retouch.engine import Engine
 
@@ -57,8 +60,9 @@ class Session:
             except (OSError, ValueError, ImportError) as exc:
                 raise CliError(f"cannot load model {model!r}: {exc}") from None
             try:
-                self._engine = Engine(bundle, device=device, precision=precision)
-            except (ValueError, RuntimeError) as exc:  # ParamError for precision/device problems
+                self._engine = Engine(bundle, device=device, precision=precision, lora_dir=lora_dir,
+                                      embeddings_dir=embeddings_dir)
+            except (OSError, ValueError, RuntimeError) as exc:  # ParamError, a missing networks folder
                 raise CliError(str(exc)) from None
             self._key = key
         return self._engine

@@ -34,3 +34,16 @@ class ModelBundle:
     vae_name: str | None = None
     vae_hash: str | None = None
     path: str | None = None
+    _patcher: Any = field(default=None, repr=False, compare=False)
+
+    def network_patcher(self) -> Any:
+        """The one :class:`~retouch.models.networks.patcher.NetworkPatcher` of these weights.
+
+        Owned by the bundle, not by an engine, so that every engine built on the same loaded model
+        shares it and a LoRA merged by one is restored by the next job of any other.
+        """
+        if self._patcher is None:
+            from retouch.models.networks.patcher import NetworkPatcher
+
+            self._patcher = NetworkPatcher(self)
+        return self._patcher

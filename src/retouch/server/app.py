@@ -9,6 +9,7 @@ engine. ``serve`` is what ``retouch serve`` calls. Routes: A1111's ``/sdapi/v1/*
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,6 +52,7 @@ def create_app(
     """Build the app. ``model``: a checkpoint path or name for ``load_model`` (e.g. "demo"), or a
     loaded ModelBundle; ``engine`` replaces both (anything with ``model`` and ``Engine.run``'s
     signature). Nothing is loaded until the app starts (its lifespan)."""
+    from retouch.server.a1111.networks import router as networks_router
     from retouch.server.a1111.routes import router as a1111_router
     from retouch.server.a1111.schemas import Img2ImgRequest
     from retouch.server.api.routes import router as jobs_router
@@ -75,6 +77,7 @@ def create_app(
     )
     install_error_handlers(app, tuple(Img2ImgRequest.model_fields))
     app.include_router(a1111_router)
+    app.include_router(networks_router)
     app.include_router(jobs_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
     if cfg.api_auth:
@@ -92,6 +95,8 @@ def serve(
     device: str | None = None,
     log_level: str = "info",
     threads: int | None = None,
+    lora_dir: str | os.PathLike[str] | None = None,
+    embeddings_dir: str | os.PathLike[str] | None = None,
     **limits: Any,
 ) -> None:
     """Load ``model`` and serve the API with uvicorn until interrupted (``retouch serve``).
@@ -100,7 +105,8 @@ def serve(
     fields (``max_steps``, ``max_batch_size``, ``max_n_iter``, ``max_image_pixels``,
     ``max_output_pixels``, ``max_body_bytes``, ``result_ttl_s``, ``max_results``, ``max_job_seconds``,
     ``styles_file``);
-    an unknown name raises TypeError, a bad value ValueError. ``threads``: torch's CPU threads for the
+    an unknown name raises TypeError, a bad value ValueError. ``lora_dir``/``embeddings_dir``: the
+    folders that ``<lora:...>`` tags and embedding names in prompts refer to. ``threads``: torch's CPU threads for the
     process (``runtime.set_threads``; default one per core). The model is loaded here, before the port
     is bound, so a bad path fails at once with the loader's own error (FileNotFoundError/ValueError)
     instead of a server that starts and dies.
@@ -118,6 +124,7 @@ def serve(
 
         load_styles(config.styles_file)  # a missing or malformed file fails here, before the model loads
     log.info("loading model %s", model)
-    engine = Engine(load_model(model), device=device, precision=precision)
+    engine = Engine(load_model(model), device=device, precision=precision, lora_dir=lora_dir,
+                    embeddings_dir=embeddings_dir)
     app = create_app(engine=engine, config=config)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
