@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from retouch.sampling.blend import LinearBlend, MaskBlend
 from retouch.sampling.schedules import sigma_to_t
 
 __all__ = [
@@ -91,8 +92,9 @@ class CFGDenoiser:
     """Classifier-free guidance with A1111's per-step inpainting blend (spec §4.5, §4.2).
 
     Per call: stop check -> one batched UNet call over [cond, uncond(, image-uncond)] (separate calls
-    when the text lengths differ) -> combine -> ``x0 * nmask + init_latent * keep`` where a mask exists
-    (the *clean* init latent, as A1111 does). The conditional branch's x0 of the last completed call is
+    when the text lengths differ) -> combine -> ``blend.step(x0, sigma, call)`` where a mask exists
+    (default :class:`~retouch.sampling.blend.LinearBlend`: ``x0 * nmask + init_latent * keep`` with the
+    *clean* init latent, as A1111 does). The conditional branch's x0 of the last completed call is
     kept in ``last_denoised`` (returned on interrupt). ``cfg_scale == 1`` skips the uncond branch.
     ``image_cfg_scale`` (edit models) enables the 3-branch combine
     ``u + cfg*(c - i) + image_cfg*(i - u)`` where the ``u`` branch gets a zero image latent.
@@ -109,6 +111,7 @@ class CFGDenoiser:
         init_latent: Tensor | None = None,
         nmask: Tensor | None = None,
         should_stop: Callable[[], bool] | None = None,
+        blend: MaskBlend | None = None,
     ) -> None:
         self.model = model
         self.cond = cond
@@ -118,6 +121,9 @@ class CFGDenoiser:
         self.init_latent = init_latent
         self.nmask = nmask
         self.should_stop = should_stop
+        if blend is None and init_latent is not None and nmask is not None:
+            blend = LinearBlend(init_latent, nmask)
+        self.blend = blend
         self.last_denoised: Tensor | None = None
         self.calls = 0
 
@@ -153,8 +159,8 @@ class CFGDenoiser:
             denoised = u + self.cfg_scale * (c - u)
         else:
             c = denoised = outs[0]
-        if self.nmask is not None and self.init_latent is not None:
-            denoised = latent_blend(denoised, self.init_latent, self.nmask)
+        if self.blend is not None:
+            denoised = self.blend.step(denoised, sigma, self.calls)
         self.last_denoised = c
         self.calls += 1
         return denoised
