@@ -151,12 +151,12 @@ def dd_threshold(sigma: float, tail: Tensor, model_sigmas: Tensor, schedule_star
 def dd_mask(d: Tensor, threshold: float, options: DifferentialDiffusion) -> Tensor:
     """The per-call generate weight from the change mask ``d`` (1 = change) and a threshold (§5.1, C12-C15).
 
-    Gate ``b = d >= thr`` (absolute reference: InvokeAI's ``1 - d < 1 - thr``), always with ``d > 0``
+    Gate ``b = d >= thr`` (timestep/absolute: InvokeAI's strict ``keep < 1 - t/1000``, i.e. ``d > thr``), always with ``d > 0``
     (mask-0 pixels are never released, unlike ComfyUI at σ_min, G7); then ``s*b + (1 - s)*d`` for
     strength s (s = 0 is the plain soft mask; ComfyUI treats 0 like 1).
     """
     if options.reference == "absolute" and options.thresholds == "timestep":
-        gate = (1 - d) < (1 - threshold)
+        gate = d > threshold
     else:
         gate = d >= threshold
     b = (gate & (d > 0)).to(d.dtype)
