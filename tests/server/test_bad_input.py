@@ -49,7 +49,7 @@ def check(r: Any, status: int, *needles: str) -> dict[str, Any]:
         ({"steps": 151}, ["steps value 151 is over this server's limit of 150"]),
         ({"width": 8192, "height": 8192}, ["8192x8192 is over this server's limit of 4194304 pixels"]),
         ({"script_name": "sd upscale"}, ["script_name 'sd upscale' is not supported"]),
-        ({"alwayson_scripts": {"controlnet": {"args": []}}}, ["alwayson_scripts 'controlnet' not supported"]),
+        ({"alwayson_scripts": {"controlnet": {"args": []}}}, ["Script 'controlnet' not found"]),
         ({"override_settings": {"sd_vae": "x.pt"}}, ["override_settings.sd_vae must be 'Automatic' or 'None'"]),
         ({"override_settings": {"bogus": 1}}, ["unsupported option(s) in override_settings: bogus"]),
         ({"steps": "abc"}, ["steps: Input should be a valid integer", "'abc'"]),
