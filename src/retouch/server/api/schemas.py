@@ -23,16 +23,19 @@ _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SoftInpaintingBody(BaseModel):
-    """A1111 soft inpainting by name (its defaults; ranges checked by ``retouch.params.SoftInpainting``)."""
+    """A1111 soft inpainting by name (its defaults; ranges checked by ``retouch.params.SoftInpainting``).
+
+    Numbers keep their JSON type (``2`` stays an int), so the infotext writes them as sent, as A1111 does.
+    """
 
     model_config = _STRICT
 
-    mask_blend_power: float = Field(1, description="schedule bias")
-    mask_blend_scale: float = Field(0.5, description="preservation strength")
-    inpaint_detail_preservation: float = Field(4, description="transition contrast boost")
-    composite_mask_influence: float = Field(0, description="mask influence, 0-1")
-    composite_difference_threshold: float = Field(0.5, description="difference threshold")
-    composite_difference_contrast: float = Field(2, description="difference contrast")
+    mask_blend_power: int | float = Field(1, description="schedule bias")
+    mask_blend_scale: int | float = Field(0.5, description="preservation strength")
+    inpaint_detail_preservation: int | float = Field(4, description="transition contrast boost")
+    composite_mask_influence: int | float = Field(0, description="mask influence, 0-1")
+    composite_difference_threshold: int | float = Field(0.5, description="difference threshold")
+    composite_difference_contrast: int | float = Field(2, description="difference contrast")
 
 
 class DifferentialDiffusionBody(BaseModel):
