@@ -12,7 +12,12 @@ import time
 import numpy as np
 import pytest
 
-from retouch.imaging.soft import difference_opacity, gaussian_kernel, soft_composite_mask, weighted_histogram_filter
+from retouch.imaging.soft import (
+    difference_opacity,
+    gaussian_kernel,
+    soft_composite_mask,
+    weighted_histogram_filter,
+)
 from retouch.params import SoftInpainting
 
 
