@@ -52,6 +52,11 @@ def _options() -> tuple[inspect.Parameter, ...]:
 SOFT: tuple[inspect.Parameter, ...] = _in_panel("Soft masks", _options())
 
 
+def _slider(value: Any) -> Any:
+    """Integral slider values as ints (``... contrast boost: 4``), as the CLI does for ``CFG scale: 7``."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def soft_fields(opts: Mapping[str, Any], explicit: Iterable[str], recalled: Mapping[str, Any]) -> dict[str, Any]:
     """Img2Img soft-mask keyword arguments: option defaults < infotext (``recalled``) < typed options."""
     from retouch.params import DifferentialDiffusion, SoftInpainting
@@ -68,7 +73,7 @@ def soft_fields(opts: Mapping[str, Any], explicit: Iterable[str], recalled: Mapp
         values = {f: getattr(base, f) for f, _ in _SOFT_FLAGS.values()} if base is not None else {}
         for name, (f, _) in _SOFT_FLAGS.items():
             if name in explicit or f not in values:
-                values[f] = opts.get(name, _hook(SOFT_INPAINTING_HOOKS, f).default)
+                values[f] = _slider(opts.get(name, _hook(SOFT_INPAINTING_HOOKS, f).default))
         fields["soft_inpainting"] = SoftInpainting(**values)
     dd = fields.get("differential_diffusion")
     if opts.get("differential") or (dd is not None and explicit & _DD_FLAGS.keys()):
