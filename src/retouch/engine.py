@@ -19,6 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from retouch.imaging import conditioning_mask, latent_mask_values
+from retouch.imaging.seams import cover_latent_mask
 from retouch.imaging.soft import soft_composite_mask
 from retouch.info import ModelIdentity, generation_params
 from retouch.infotext import format_infotext
@@ -174,6 +175,8 @@ class Engine:
         if prepared.latent_mask is not None:
             lh, lw = init_latent.shape[-2:]
             values = latent_mask_values(prepared.latent_mask, lw, lh, job.mask_round)
+            if job.latent_mask_mode != "a1111":  # Retouch: every shown generated pixel in a generated cell
+                values = cover_latent_mask(prepared.latent_mask, lw, lh, grow=int(job.latent_mask_mode == "cover+1"))
             nmask = torch.from_numpy(values).to(self.device)[None, None].expand_as(init_latent).clone()
             init_latent = self._fill_latent(job, plan, init_latent, nmask)
         image_cond = self._image_conditioning(job, plan, images, prepared.mask, init_latent)

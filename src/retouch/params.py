@@ -361,6 +361,11 @@ class Img2Img:
         if self.soft_inpainting is not None and self.differential_diffusion is not None:
             raise ParamError("soft_inpainting and differential_diffusion cannot be combined; choose one")
         _check_hooks(self, SEAM_HOOKS, "")
+        if self.latent_mask_mode != "a1111" and (self.soft_inpainting or self.differential_diffusion):
+            raise ParamError(
+                f"latent_mask_mode {self.latent_mask_mode!r} makes the latent mask binary, which would undo "
+                "soft_inpainting / differential_diffusion; use latent_mask_mode 'a1111' with them"
+            )
         if (self.soft_inpainting or self.differential_diffusion) and self.mask is not None:
             object.__setattr__(self, "mask_round", False)
 

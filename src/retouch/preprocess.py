@@ -28,6 +28,7 @@ from retouch.imaging import (
     to_single_channel_mask,
     whole_picture_overlay_mask,
 )
+from retouch.imaging.seams import clamp_to_support, grid_aligned_box, paste_back
 from retouch.params import Img2Img, MaskedContent, ParamError, ResizeMode
 
 __all__ = ["Prepared", "prepare_images", "check_image_inputs", "finish_image", "flatten", "BLANK_MASK_COMMENT"]
@@ -85,6 +86,8 @@ def _processing_mask(job: Img2Img, width: int, height: int) -> tuple[Image.Image
     if box is None:
         return None, None, None
     box = expand_crop_region(box, width, height, m.width, m.height)
+    if job.grid_aligned_crop:  # Retouch: no fill band, no sub-pixel shift (soft-masks.md §5.4 item 3)
+        box = grid_aligned_box(box, width, height, m.width, m.height) or box
     proc = resize_image(m.crop(box), ResizeMode.RESIZE_AND_FILL, width, height).convert("L")
     return proc, m, box
 
@@ -150,6 +153,8 @@ def finish_image(
     image's overlay and colour reference (batch slots share them when there is one init image).
     ``soft_mask`` (soft inpainting's composite mask of this image) replaces the overlay mask and the
     overlay, which is then applied even with ``overlay_inpaint`` off, as in A1111 (soft-masks.md §1.7).
+    Retouch options (soft-masks.md §5.4): ``keep_unmasked_exact`` clamps the overlay mask to the blurred
+    mask's support and always pastes; ``paste_back="exact"`` and ``seam_correction`` change the paste.
     """
     slot = index if len(prepared.overlays) > 1 else 0
     reference = prepared.color_references[slot]
@@ -160,12 +165,19 @@ def finish_image(
     if soft_mask is not None:
         overlay_mask, use_overlay = soft_mask, True
         overlay = make_overlay(prepared.originals[slot], soft_mask)
+    if job.keep_unmasked_exact and overlay_mask is not None and prepared.overlay_mask is not None:
+        overlay_mask, use_overlay = clamp_to_support(overlay_mask, prepared.overlay_mask), True
+        overlay = make_overlay(prepared.originals[slot], overlay_mask)
     mask_out = composite = None
     if overlay_mask is not None:
         if job.return_mask:
             mask_out = overlay_mask.convert("RGB")
         if job.return_mask_composite:
             composite = mask_composite(image, overlay_mask, prepared.paste_box)
-    if use_overlay and (overlay is not None or prepared.paste_box is not None):
+    if use_overlay and overlay_mask is not None and (job.paste_back == "exact" or job.seam_correction != "none"):
+        radius = job.seam_radius if job.seam_correction == "lowfreq" else None
+        image = paste_back(prepared.originals[slot], image, overlay_mask, prepared.paste_box,
+                           exact=job.paste_back == "exact", seam_radius=radius)
+    elif use_overlay and (overlay is not None or prepared.paste_box is not None):
         image = apply_overlay(image, overlay, prepared.paste_box)
     return image.convert("RGB"), mask_out, composite

@@ -125,11 +125,15 @@ def test_a1111_client_gets_the_library_bytes_and_infotext(client: TestClient, en
 def test_job_api_named_fields_reach_the_job() -> None:
     """Our job API: soft inpainting and the other options by name, in one body with a soft mask."""
     req = _req(JobRequest, soft_inpainting={"mask_blend_scale": 1.5}, keep_unmasked_exact=True,
-               latent_mask_mode="cover", seam_correction="lowfreq", seam_radius=16)
+               paste_back="exact", seam_correction="lowfreq", seam_radius=16)
     job = _job(req)
     assert job.soft_inpainting == SoftInpainting(mask_blend_scale=1.5)
-    assert (job.keep_unmasked_exact, job.latent_mask_mode, job.seam_correction, job.seam_radius) == (
-        True, "cover", "lowfreq", 16)
+    assert (job.keep_unmasked_exact, job.paste_back, job.seam_correction, job.seam_radius) == (
+        True, "exact", "lowfreq", 16)
+    cover = _job(_req(JobRequest, latent_mask_mode="cover+1", grid_aligned_crop=True))
+    assert (cover.latent_mask_mode, cover.grid_aligned_crop) == ("cover+1", True)
+    with pytest.raises(ParamError, match="latent_mask_mode 'cover' makes the latent mask binary"):
+        _job(_req(JobRequest, latent_mask_mode="cover", soft_inpainting={}))
     dd = _job(_req(JobRequest, differential_diffusion={"strength": 0.5, "reference": "absolute"}))
     assert dd.differential_diffusion == DifferentialDiffusion(strength=0.5, reference="absolute")
     with pytest.raises(ParamError, match="given twice"):
