@@ -136,3 +136,34 @@ def test_differential_diffusion_trajectory_t8(fake: Engine) -> None:
     assert half.index(True) == 10 and all(half[10:]) and not any(half[:10])
     assert all(at_target(s, 7) for s in steps)  # d = 1: the plain-inpaint x0 from the first call
     assert all(torch.equal(s[..., 0], init[..., 0]) for s in steps)  # d = 0: pinned every call
+
+
+@pytest.mark.parametrize("only_masked", [False, True])
+def test_keep_unmasked_exact_t9(fake: Engine, only_masked: bool) -> None:
+    """T9: soft inpainting + keep_unmasked_exact + exact paste: every pixel where the blurred mask is 0
+    is the original's byte (max abs diff 0); without the option soft inpainting's composite reaches
+    beyond the blurred mask (G3), so some of those pixels change."""
+    support = np.asarray(_blurred_mask()) == 0
+    orig = np.asarray(_image())
+    kw = dict(inpaint_full_res=only_masked, inpaint_full_res_padding=8)
+    exact = np.asarray(fake.run(_job(keep_unmasked_exact=True, paste_back="exact", **kw)).images[0])
+    assert np.array_equal(exact[support], orig[support])
+    loose = np.asarray(fake.run(_job(**kw)).images[0])
+    assert not np.array_equal(loose[support], orig[support])
+
+
+def test_seam_options_in_infotext_and_read_back(fake: Engine) -> None:
+    """Retouch-only keys after A1111's, only when not default; soft_mask_fields reads them back."""
+    from retouch.info import soft_mask_fields
+
+    job = _job(soft_inpainting=None, latent_mask_mode="cover+1", paste_back="exact", keep_unmasked_exact=True,
+               seam_correction="lowfreq", seam_radius=16)
+    text = fake.run(job).infotexts[0]
+    assert ("Masked content: original" not in text and "Latent mask mode: cover+1, Paste back: exact, "
+            "Keep unmasked exact: True, Seam correction: lowfreq 16, Version") in text
+    fields = soft_mask_fields(parse_infotext(text))
+    assert fields == {"latent_mask_mode": "cover+1", "paste_back": "exact", "keep_unmasked_exact": True,
+                      "seam_correction": "lowfreq", "seam_radius": 16}
+    dd = fake.run(_job(soft_inpainting=None, differential_diffusion=DifferentialDiffusion(0.5, "step"))).infotexts[0]
+    assert "Differential diffusion: 0.5, Differential thresholds: step, Version" in dd
+    assert soft_mask_fields(parse_infotext(dd))["differential_diffusion"] == DifferentialDiffusion(0.5, "step")

@@ -107,14 +107,14 @@ def test_vectorised_filter_matches_reference_t4() -> None:
 
 
 def test_filter_speed_t5() -> None:
-    """T5: both passes over a 128x128 latent (a 1024² image) in <= 50 ms (best of 5; A1111's loop
-    takes seconds)."""
+    """T5: both passes over a 128x128 latent (a 1024² image) in <= 50 ms of CPU time (best of 5; process
+    time, so other jobs sharing the cores do not count; A1111's loop takes seconds)."""
     img = np.random.default_rng(0).random((128, 128)).astype(np.float32)
     best = float("inf")
     for _ in range(5):
-        t = time.perf_counter()
+        t = time.process_time()
         _both(img)
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     assert best <= 0.05
 
 

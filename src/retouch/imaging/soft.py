@@ -64,8 +64,9 @@ def weighted_histogram_filter(
     """
     values, weights = _windows(np.asarray(img, dtype=np.float32), kernel)
     order = np.argsort(values, axis=1)
-    values = np.take_along_axis(values, order, axis=1)
-    top = np.cumsum(np.take_along_axis(weights, order, axis=1), axis=1)
+    order += np.arange(0, order.size, order.shape[1])[:, None]  # flat indices: faster than take_along_axis
+    values = values.ravel()[order]
+    top = np.cumsum(weights.ravel()[order], axis=1)
     bottom = np.empty_like(top)
     bottom[:, 0], bottom[:, 1:] = 0.0, top[:, :-1]
     total = top[:, -1:]
