@@ -90,7 +90,8 @@ class ConstantX0UNet(torch.nn.Module):
     def __init__(self, target: torch.Tensor, alphas_cumprod: torch.Tensor) -> None:
         super().__init__()
         self.target = torch.nn.Parameter(target.float(), requires_grad=False)  # a parameter: engines cast it
-        self.register_buffer("log_sigmas", (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log().float())
+        log_sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log().float()
+        self.log_sigmas = torch.nn.Parameter(log_sigmas, requires_grad=False)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, **_: Any) -> SimpleNamespace:
         t = timestep.float().reshape(-1)

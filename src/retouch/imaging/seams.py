@@ -34,7 +34,7 @@ def cover_latent_mask(mask: Image.Image, latent_width: int, latent_height: int, 
     cells = m.reshape(latent_height, 8, latent_width, 8).any(axis=(1, 3)).astype(np.uint8)
     if grow > 0:
         cells = cv2.dilate(cells, np.ones((3, 3), np.uint8), iterations=grow)
-    return cells.astype(np.float32)
+    return np.asarray(cells, dtype=np.float32)
 
 
 def grid_aligned_box(
