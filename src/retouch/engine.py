@@ -20,6 +20,8 @@ from PIL import Image
 from torch import Tensor
 
 from retouch.imaging import conditioning_mask, latent_mask_values
+from retouch.imaging.seams import cover_latent_mask
+from retouch.imaging.soft import soft_composite_mask
 from retouch.info import ModelIdentity, generation_params
 from retouch.infotext import format_infotext
 from retouch.models.bundle import ModelBundle
@@ -29,6 +31,7 @@ from retouch.plan import Plan, make_plan
 from retouch.preprocess import Prepared, finish_image, prepare_images
 from retouch.prompting import JobConds, TextRequest, build_conds, schedule_steps
 from retouch.runtime import Runtime, signed_pixels
+from retouch.sampling.blend import DifferentialBlend, LinearBlend, MaskBlend, SoftInpaintBlend
 from retouch.sampling.denoisers import (
     CFGDenoiser,
     ModelDenoiser,
@@ -179,6 +182,8 @@ class Engine:
         if prepared.latent_mask is not None:
             lh, lw = init_latent.shape[-2:]
             values = latent_mask_values(prepared.latent_mask, lw, lh, job.mask_round)
+            if job.latent_mask_mode != "a1111":  # Retouch: every shown generated pixel in a generated cell
+                values = cover_latent_mask(prepared.latent_mask, lw, lh, grow=int(job.latent_mask_mode == "cover+1"))
             nmask = torch.from_numpy(values).to(self.device)[None, None].expand_as(init_latent).clone()
             init_latent = self._fill_latent(job, plan, init_latent, nmask)
         image_cond = self._image_conditioning(job, plan, images, prepared.mask, init_latent)
@@ -258,19 +263,48 @@ class Engine:
             flags["stop"] = bool(should_stop is not None and should_stop())
             return flags["stop"] or bool(should_skip is not None and should_skip())
 
+        blend = self._mask_blend(job, inputs, sigmas, tail)
         denoiser = CFGDenoiser(
             ModelDenoiser(self.runtime.unet_fn, self.runtime.model_sigmas, self.model.family.prediction),
             inputs.conds.subprompts, inputs.conds.uncond, job.cfg_scale,
             image_cfg_scale=job.image_cfg_scale if self.model.family.is_edit else None,
             init_latent=init if inputs.nmask is not None else None, nmask=inputs.nmask, should_stop=stop_now,
+            blend=blend,
         )
         samples = self._sample(job, plan, denoiser, x, tail, noise, n, on_step)
         if samples is None:  # stopped: A1111 keeps the last conditional x0 estimate
             samples = denoiser.last_denoised if denoiser.last_denoised is not None else init
-        if inputs.nmask is not None:
-            samples = latent_blend(samples, init, inputs.nmask)
+        if blend is not None:  # the final blend (soft inpainting skips it, spec soft-masks.md §1.5)
+            samples = blend.final(samples)
         self._finish_batch(job, plan, inputs, n, samples, result)
         return flags["stop"]
+
+    def _mask_blend(self, job: Img2Img, inputs: _Inputs, sigmas: Tensor, tail: Tensor) -> MaskBlend | None:
+        """The per-step mask blend strategy of this job (spec soft-masks.md §5.1); None without a mask."""
+        if inputs.nmask is None:
+            return None
+        init, nmask = inputs.init_latent, inputs.nmask
+        if job.soft_inpainting is not None:
+            return SoftInpaintBlend(init, nmask, job.soft_inpainting)
+        if job.differential_diffusion is not None:
+            start = len(sigmas) - len(tail)
+            return DifferentialBlend(init, nmask, job.differential_diffusion, tail, self.runtime.model_sigmas,
+                                     start, len(sigmas) - 1)
+        return LinearBlend(init, nmask)
+
+    def _soft_masks(self, job: Img2Img, plan: Plan, inputs: _Inputs, samples: Tensor) -> list[Image.Image] | None:
+        """Soft inpainting's per-image composite masks from the latent difference (soft-masks.md §1.6)."""
+        if job.soft_inpainting is None or inputs.nmask is None:
+            return None
+        distance = torch.linalg.vector_norm(samples.float() - inputs.init_latent.float(), dim=1).cpu().numpy()
+        nmask = inputs.nmask[0, 0].float().cpu().numpy()
+        prepared = inputs.prepared
+        masks = []
+        for k in range(samples.shape[0]):
+            original = prepared.originals[k if len(prepared.originals) > 1 else 0]
+            masks.append(soft_composite_mask(distance[k], nmask, job.soft_inpainting, plan.width, plan.height,
+                                             prepared.paste_box, original.size))
+        return masks
 
     def _sample(
         self, job: Img2Img, plan: Plan, denoiser: CFGDenoiser, x: Tensor, tail: Tensor,
@@ -301,9 +335,11 @@ class Engine:
             self.model.name, self.model.hash, self.model.vae_name, self.model.vae_hash,
             inpainting=self.model.family.is_inpaint, edit=self.model.family.is_edit,
         )
+        soft_masks = self._soft_masks(job, plan, inputs, samples)
         for k, image in enumerate(self.runtime.decode(samples)):
             index = n * plan.batch_size + k
-            final, mask_out, composite = finish_image(job, inputs.prepared, k, image)
+            soft = soft_masks[k] if soft_masks is not None else None
+            final, mask_out, composite = finish_image(job, inputs.prepared, k, image, soft)
             params = generation_params(
                 job, seed=plan.seeds[index], subseed=plan.subseeds[index], width=plan.width,
                 height=plan.height, sampler_name=plan.sampler.name, schedule_label=plan.schedule_label,

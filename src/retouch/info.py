@@ -7,13 +7,21 @@ img2img extras in insertion order, then ``Version``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from retouch.params import Img2Img, MaskedContent
+from retouch.params import (
+    SOFT_INPAINTING_HOOKS,
+    DifferentialDiffusion,
+    Img2Img,
+    MaskedContent,
+    ParamError,
+    SoftInpainting,
+)
 
-__all__ = ["ModelIdentity", "generation_params", "VERSION"]
+__all__ = ["ModelIdentity", "generation_params", "soft_mask_params", "soft_mask_fields", "VERSION"]
 
 VERSION = "retouch 0.1.0"
 
@@ -116,8 +124,85 @@ def generation_params(
         "ENSD": job.eta_noise_seed_delta if job.eta_noise_seed_delta else None,
         "RNG": "CPU",
     }
+    if job.soft_inpainting is not None and job.mask is not None:  # before Mask blur (soft-masks.md §1.10)
+        params.update(job.soft_inpainting.infotext())
     params.update(_mask_params(job, masked))
     params.update(prompt_params or {})
     params.update(_sampler_params(job, eta_default, uses_churn, uses_s_noise))
+    params.update(soft_mask_params(job, masked))
     params["Version"] = VERSION
     return {k: v for k, v in params.items() if v is not None}
+
+
+def soft_mask_params(job: Img2Img, masked: bool) -> dict[str, Any]:
+    """Retouch-only soft-mask keys, only where not at their A1111 default (spec soft-masks.md §5.3)."""
+    if not masked:
+        return {}
+    out: dict[str, Any] = {}
+    dd = job.differential_diffusion
+    if dd is not None:
+        out["Differential diffusion"] = dd.strength
+        if dd.thresholds != "timestep":
+            out["Differential thresholds"] = dd.thresholds
+        if dd.reference != "relative":
+            out["Differential reference"] = dd.reference
+    if job.latent_mask_mode != "a1111":
+        out["Latent mask mode"] = job.latent_mask_mode
+    if job.paste_back != "a1111":
+        out["Paste back"] = job.paste_back
+    if job.keep_unmasked_exact:
+        out["Keep unmasked exact"] = True
+    if job.seam_correction != "none":
+        out["Seam correction"] = f"{job.seam_correction} {job.seam_radius}"
+    if job.grid_aligned_crop:
+        out["Grid aligned crop"] = True
+    return out
+
+
+_NUMBER = re.compile(r"^[+-]?\d+$")
+
+
+def _number(key: str, text: str) -> int | float:
+    """``"1"`` -> 1, ``"0.5"`` -> 0.5: the written form decides, so a re-run writes the same text."""
+    try:
+        return int(text) if _NUMBER.match(text.strip()) else float(text)
+    except ValueError:
+        raise ParamError(f"infotext: {key} value {text!r} is not a number") from None
+
+
+def _flag(key: str, text: str) -> bool:
+    if text not in ("True", "False"):
+        raise ParamError(f"infotext: {key} value {text!r} must be True or False")
+    return text == "True"
+
+
+def soft_mask_fields(parsed: Mapping[str, object]) -> dict[str, Any]:
+    """Img2Img keyword arguments from the soft-mask keys of a parsed infotext (the inverse of the above).
+
+    The 7 A1111 soft inpainting keys give ``soft_inpainting`` (absent settings keep A1111's defaults);
+    the Retouch-only keys give their fields. Bad values raise ParamError naming the key.
+    """
+    text = {k: str(v) for k, v in parsed.items()}
+    out: dict[str, Any] = {}
+    if _flag("Soft inpainting enabled", text.get("Soft inpainting enabled", "False")):
+        out["soft_inpainting"] = SoftInpainting(**{
+            h.name: _number(h.label, text[h.label]) for h in SOFT_INPAINTING_HOOKS if h.label in text
+        })
+    if "Differential diffusion" in text:
+        out["differential_diffusion"] = DifferentialDiffusion(
+            strength=_number("Differential diffusion", text["Differential diffusion"]),
+            thresholds=text.get("Differential thresholds", "timestep"),
+            reference=text.get("Differential reference", "relative"),
+        )
+    for key, name in (("Latent mask mode", "latent_mask_mode"), ("Paste back", "paste_back")):
+        if key in text:
+            out[name] = text[key]
+    for key, name in (("Keep unmasked exact", "keep_unmasked_exact"), ("Grid aligned crop", "grid_aligned_crop")):
+        if key in text:
+            out[name] = _flag(key, text[key])
+    if "Seam correction" in text:
+        kind, _, radius = text["Seam correction"].partition(" ")
+        out["seam_correction"] = kind
+        if radius:
+            out["seam_radius"] = int(_number("Seam correction", radius))
+    return out

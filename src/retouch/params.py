@@ -24,6 +24,12 @@ __all__ = [
     "InpaintArea",
     "Img2Img",
     "ParamError",
+    "FieldHook",
+    "SoftInpainting",
+    "DifferentialDiffusion",
+    "SOFT_INPAINTING_HOOKS",
+    "DIFFERENTIAL_HOOKS",
+    "SEAM_HOOKS",
 ]
 
 
@@ -91,6 +97,153 @@ def _integer(name: str, value: Any, lo: int | None = None, hi: int | None = None
 
 
 @dataclass(frozen=True)
+class FieldHook:
+    """What a form needs to show one option: name, kind, default, range or choices, one-line help.
+
+    ``kind`` is "float", "int", "bool" or "choice"; ``lo``/``hi`` bound numbers (None: open), ``step``
+    is the UI slider step (A1111's where it has one). The same table validates the values (:func:`check`).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    lo: float | None = None
+    hi: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] = ()
+    label: str = ""
+
+    def check(self, value: Any, where: str = "") -> Any:
+        """``value`` validated against this hook (ParamError naming ``where + name`` and the range)."""
+        name = f"{where}{self.name}"
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ParamError(f"{name} must be true or false; got {value!r}")
+            return value
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ParamError(f"{name} must be one of {', '.join(map(repr, self.choices))}; got {value!r}")
+            return value
+        if self.kind == "int":
+            return _integer(name, value, None if self.lo is None else int(self.lo),
+                            None if self.hi is None else int(self.hi))
+        _finite(name, value, self.lo, self.hi)
+        return value
+
+
+#: A1111 soft inpainting's six sliders in API argument order (spec soft-masks.md §1.2). Ranges are wider
+#: than the UI's where A1111's maths is defined (the API never validated them); the UI range is in ``help``.
+SOFT_INPAINTING_HOOKS: tuple[FieldHook, ...] = (
+    FieldHook("mask_blend_power", "float", 1, "Schedule bias: exponent of sigma in the per-step weight "
+              "(UI 0-8; <1 preserves more near the end, >1 near the start).", 0.0, 64.0, 0.1,
+              label="Soft inpainting schedule bias"),
+    FieldHook("mask_blend_scale", "float", 0.5, "Preservation strength: how strongly partially masked "
+              "content keeps the original (UI 0-8).", 0.0, 64.0, 0.05,
+              label="Soft inpainting preservation strength"),
+    FieldHook("inpaint_detail_preservation", "float", 4, "Transition contrast boost: power of the "
+              "magnitude interpolation (UI 1-32; 0 is refused, A1111 silently fell back).", 1e-3, 256.0, 0.5,
+              label="Soft inpainting transition contrast boost"),
+    FieldHook("composite_mask_influence", "float", 0, "Mask influence: how much the mask biases the "
+              "difference threshold (0-1).", 0.0, 1.0, 0.05, label="Soft inpainting mask influence"),
+    FieldHook("composite_difference_threshold", "float", 0.5, "Difference threshold: latent distance at "
+              "which the original's opacity is 50 % (UI 0-8).", 0.0, 64.0, 0.25,
+              label="Soft inpainting difference threshold"),
+    FieldHook("composite_difference_contrast", "float", 2, "Difference contrast: sharpness of the "
+              "original/generated transition (UI 0-8).", 0.0, 64.0, 0.25,
+              label="Soft inpainting difference contrast"),
+)
+
+#: Differential diffusion options (spec soft-masks.md §5.2).
+DIFFERENTIAL_HOOKS: tuple[FieldHook, ...] = (
+    FieldHook("strength", "float", 1.0, "Blend of the binary per-step gate (1) and the plain soft mask (0).",
+              0.0, 1.0, 0.01),
+    FieldHook("thresholds", "choice", "timestep", "'timestep': thresholds linear in model timesteps "
+              "(ComfyUI); 'step': linear in sampler steps (the paper's code).", choices=("timestep", "step")),
+    FieldHook("reference", "choice", "relative", "'relative': thresholds span the img2img run (ComfyUI); "
+              "'absolute': they span the whole schedule, so denoising strength caps every pixel (InvokeAI).",
+              choices=("relative", "absolute")),
+)
+
+#: Retouch-only seam and paste-back options of Img2Img (spec soft-masks.md §5.4); all off by default.
+SEAM_HOOKS: tuple[FieldHook, ...] = (
+    FieldHook("latent_mask_mode", "choice", "a1111", "'a1111': bicubic latent mask (rounded unless soft); "
+              "'cover': a latent cell is generated iff any of its pixels shows generated content; "
+              "'cover+1': the same, grown by one cell.", choices=("a1111", "cover", "cover+1")),
+    FieldHook("paste_back", "choice", "a1111", "'a1111': premultiplied overlay; 'exact': one float pass, "
+              "original bytes where the overlay is opaque.", choices=("a1111", "exact")),
+    FieldHook("keep_unmasked_exact", "bool", False, "Pixels where the blurred mask is 0 keep the original "
+              "bytes, also under soft inpainting's composite."),
+    FieldHook("seam_correction", "choice", "none", "'lowfreq': match the generated region's low-frequency "
+              "colour to the original along the seam.", choices=("none", "lowfreq")),
+    FieldHook("seam_radius", "int", 32, "Width in pixels of the ring that measures, and of the fade that "
+              "applies, the seam correction.", 4, 256, 1),
+    FieldHook("grid_aligned_crop", "bool", False, "Only masked: choose the crop so latent cells map to "
+              "whole source-pixel blocks (no sub-pixel shift at paste-back)."),
+)
+
+
+def _check_hooks(obj: Any, hooks: tuple[FieldHook, ...], where: str) -> None:
+    for hook in hooks:
+        hook.check(getattr(obj, hook.name), where)
+
+
+@dataclass(frozen=True)
+class SoftInpainting:
+    """A1111's built-in "Soft inpainting" script (spec soft-masks.md §1); names and defaults are A1111's.
+
+    Per step the x0 estimate is blended with the clean init latent by the weight
+    ``nmask ** (sigma ** mask_blend_power * mask_blend_scale)`` with a magnitude-preserving interpolation
+    of power ``inpaint_detail_preservation``; the final latent blend is skipped; the pixel composite uses
+    the latent difference (``composite_*``). Ranges: :data:`SOFT_INPAINTING_HOOKS`.
+    """
+
+    mask_blend_power: float = 1
+    mask_blend_scale: float = 0.5
+    inpaint_detail_preservation: float = 4
+    composite_mask_influence: float = 0
+    composite_difference_threshold: float = 0.5
+    composite_difference_contrast: float = 2
+
+    def __post_init__(self) -> None:
+        _check_hooks(self, SOFT_INPAINTING_HOOKS, "soft_inpainting.")
+
+    @classmethod
+    def from_args(cls, args: Sequence[Any]) -> SoftInpainting | None:
+        """From A1111's positional script args ``[enabled, power, scale, detail, influence, threshold,
+        contrast]``: a shorter list keeps the defaults for the rest; ``enabled`` false gives None."""
+        if len(args) > 1 + len(SOFT_INPAINTING_HOOKS):
+            raise ParamError(f"soft inpainting takes at most 7 args (enabled + 6 settings); got {len(args)}")
+        if not args or not isinstance(args[0], bool):
+            raise ParamError(f"soft inpainting args[0] (enabled) must be true or false; got {list(args)[:1]!r}")
+        if not args[0]:
+            return None
+        return cls(**{h.name: v for h, v in zip(SOFT_INPAINTING_HOOKS, args[1:], strict=False)})
+
+    def infotext(self) -> dict[str, Any]:
+        """A1111's 7 infotext keys in A1111's order (``enabled`` always True), values as given."""
+        out: dict[str, Any] = {"Soft inpainting enabled": True}
+        out.update({h.label: getattr(self, h.name) for h in SOFT_INPAINTING_HOOKS})
+        return out
+
+
+@dataclass(frozen=True)
+class DifferentialDiffusion:
+    """Per-pixel strength from the blurred, unrounded mask (1 = change; spec soft-masks.md §2, §5.1).
+
+    A latent pixel with mask value ``d`` follows the original until the per-call threshold falls to
+    ``d``, then denoises freely; ``d == 0`` never does. Ranges and meaning: :data:`DIFFERENTIAL_HOOKS`.
+    """
+
+    strength: float = 1.0
+    thresholds: str = "timestep"
+    reference: str = "relative"
+
+    def __post_init__(self) -> None:
+        _check_hooks(self, DIFFERENTIAL_HOOKS, "differential_diffusion.")
+
+
+@dataclass(frozen=True)
 class Img2Img:
     """One img2img or inpainting job, A1111's ``StableDiffusionProcessingImg2Img`` as data.
 
@@ -155,6 +308,15 @@ class Img2Img:
     eta_noise_seed_delta: int = 0
     clip_skip: int = 1
     emphasis: str = "Original"
+    # soft masks (spec soft-masks.md §5.2): A1111's soft inpainting, and Retouch-only options (off = A1111)
+    soft_inpainting: SoftInpainting | None = None
+    differential_diffusion: DifferentialDiffusion | None = None
+    latent_mask_mode: str = "a1111"
+    paste_back: str = "a1111"
+    keep_unmasked_exact: bool = False
+    seam_correction: str = "none"
+    seam_radius: int = 32
+    grid_aligned_crop: bool = False
     comments: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -190,6 +352,28 @@ class Img2Img:
             raise ParamError(f"inpainting_mask_invert must be 0 or 1; got {inv!r}")
         set_(self, "inpainting_mask_invert", int(inv))
         self._validate_numbers()
+        self._validate_soft()
+
+    def _validate_soft(self) -> None:
+        """Soft-mask options; soft inpainting or differential diffusion with a mask turns rounding off.
+
+        A1111's soft inpainting sets ``p.mask_round = False`` before ``init()`` (spec soft-masks.md §1.3);
+        here the job's ``mask_round`` reads False in that case, so every consumer sees the same value.
+        """
+        for name, kind in (("soft_inpainting", SoftInpainting), ("differential_diffusion", DifferentialDiffusion)):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                raise ParamError(f"{name} must be a {kind.__name__} or None; got {type(value).__name__}")
+        if self.soft_inpainting is not None and self.differential_diffusion is not None:
+            raise ParamError("soft_inpainting and differential_diffusion cannot be combined; choose one")
+        _check_hooks(self, SEAM_HOOKS, "")
+        if self.latent_mask_mode != "a1111" and (self.soft_inpainting or self.differential_diffusion):
+            raise ParamError(
+                f"latent_mask_mode {self.latent_mask_mode!r} makes the latent mask binary, which would undo "
+                "soft_inpainting / differential_diffusion; use latent_mask_mode 'a1111' with them"
+            )
+        if (self.soft_inpainting or self.differential_diffusion) and self.mask is not None:
+            object.__setattr__(self, "mask_round", False)
 
     def _validate_numbers(self) -> None:
         _finite("denoising_strength", self.denoising_strength, 0.0, 1.0)

@@ -28,6 +28,7 @@ from retouch.imaging import (
     to_single_channel_mask,
     whole_picture_overlay_mask,
 )
+from retouch.imaging.seams import clamp_to_support, grid_aligned_box, paste_back
 from retouch.params import Img2Img, MaskedContent, ParamError, ResizeMode
 
 __all__ = ["Prepared", "prepare_images", "check_image_inputs", "finish_image", "flatten", "BLANK_MASK_COMMENT"]
@@ -43,7 +44,9 @@ class Prepared:
     ``mask``: the processing-size mask ("L", W×H) or None; ``latent_mask``: the mask that drives latent
     blending and the pixel fill (``job.latent_mask`` if given, else ``mask``). ``overlay_mask``: the
     mask of the overlay (full size for Only masked, doubled for Whole picture). ``paste_box``:
-    ``(x, y, w, h)`` of the Only-masked crop in the original image.
+    ``(x, y, w, h)`` of the Only-masked crop in the original image. ``originals``: the flattened init
+    images before crop and fill (resized for Whole picture), the hole-free overlay base that soft
+    inpainting composites over (spec soft-masks.md §1.6 step 1).
     """
 
     images: tuple[Image.Image, ...]
@@ -54,6 +57,7 @@ class Prepared:
     paste_box: tuple[int, int, int, int] | None
     color_references: tuple[np.ndarray | None, ...]
     comments: tuple[str, ...]
+    originals: tuple[Image.Image, ...] = ()
 
 
 def flatten(image: Image.Image, background: str) -> Image.Image:
@@ -82,6 +86,8 @@ def _processing_mask(job: Img2Img, width: int, height: int) -> tuple[Image.Image
     if box is None:
         return None, None, None
     box = expand_crop_region(box, width, height, m.width, m.height)
+    if job.grid_aligned_crop:  # Retouch: no fill band, no sub-pixel shift (soft-masks.md §5.4 item 3)
+        box = grid_aligned_box(box, width, height, m.width, m.height) or box
     proc = resize_image(m.crop(box), ResizeMode.RESIZE_AND_FILL, width, height).convert("L")
     return proc, m, box
 
@@ -126,11 +132,12 @@ def prepare_images(job: Img2Img, width: int, height: int) -> Prepared:
     if job.mask is not None and mask is None:
         comments = (BLANK_MASK_COMMENT,)
     latent_mask = job.latent_mask.convert("L") if job.latent_mask is not None and mask is not None else mask
-    images, overlays, refs = [], [], []
+    images, overlays, refs, originals = [], [], [], []
     for source in job.init_images:
         image = flatten(source, job.img2img_background_color)
         if box is None and job.resize_mode != ResizeMode.LATENT_UPSCALE:
             image = resize_image(image, job.resize_mode, width, height)
+        originals.append(image)
         overlays.append(make_overlay(image, overlay_mask) if overlay_mask is not None else None)
         if box is not None:
             image = resize_image(image.crop(box), ResizeMode.RESIZE_AND_FILL, width, height)
@@ -140,29 +147,43 @@ def prepare_images(job: Img2Img, width: int, height: int) -> Prepared:
         images.append(image)
     paste_box = None if box is None else (box[0], box[1], box[2] - box[0], box[3] - box[1])
     return Prepared(tuple(images), mask, latent_mask, overlay_mask, tuple(overlays), paste_box,
-                    tuple(refs), comments)
+                    tuple(refs), comments, tuple(originals))
 
 
 def finish_image(
-    job: Img2Img, prepared: Prepared, index: int, image: Image.Image
+    job: Img2Img, prepared: Prepared, index: int, image: Image.Image, soft_mask: Image.Image | None = None
 ) -> tuple[Image.Image, Image.Image | None, Image.Image | None]:
     """Colour correction -> uncrop -> overlay for output ``index`` (spec §2.12-§2.13).
 
     Returns (final image, mask output or None, mask composite or None); ``index`` selects the init
     image's overlay and colour reference (batch slots share them when there is one init image).
+    ``soft_mask`` (soft inpainting's composite mask of this image) replaces the overlay mask and the
+    overlay, which is then applied even with ``overlay_inpaint`` off, as in A1111 (soft-masks.md §1.7).
+    Retouch options (soft-masks.md §5.4): ``keep_unmasked_exact`` clamps the overlay mask to the blurred
+    mask's support and always pastes; ``paste_back="exact"`` and ``seam_correction`` change the paste.
     """
     slot = index if len(prepared.overlays) > 1 else 0
     reference = prepared.color_references[slot]
     if reference is not None:
         image = apply_color_correction(reference, image)
     overlay = prepared.overlays[slot] if job.overlay_inpaint else None
+    overlay_mask, use_overlay = prepared.overlay_mask, job.overlay_inpaint
+    if soft_mask is not None:
+        overlay_mask, use_overlay = soft_mask, True
+        overlay = make_overlay(prepared.originals[slot], soft_mask)
+    if job.keep_unmasked_exact and overlay_mask is not None and prepared.overlay_mask is not None:
+        overlay_mask, use_overlay = clamp_to_support(overlay_mask, prepared.overlay_mask), True
+        overlay = make_overlay(prepared.originals[slot], overlay_mask)
     mask_out = composite = None
-    if prepared.overlay_mask is not None:
+    if overlay_mask is not None:
         if job.return_mask:
-            mask_out = prepared.overlay_mask.convert("RGB")
+            mask_out = overlay_mask.convert("RGB")
         if job.return_mask_composite:  # no overlay: A1111 never uncrops, the composite stays crop-sized
-            box = prepared.paste_box if job.overlay_inpaint else None
-            composite = mask_composite(image, prepared.overlay_mask, box)
-    if job.overlay_inpaint and (overlay is not None or prepared.paste_box is not None):
+            composite = mask_composite(image, overlay_mask, prepared.paste_box if use_overlay else None)
+    if use_overlay and overlay_mask is not None and (job.paste_back == "exact" or job.seam_correction != "none"):
+        radius = job.seam_radius if job.seam_correction == "lowfreq" else None
+        image = paste_back(prepared.originals[slot], image, overlay_mask, prepared.paste_box,
+                           exact=job.paste_back == "exact", seam_radius=radius)
+    elif use_overlay and (overlay is not None or prepared.paste_box is not None):
         image = apply_overlay(image, overlay, prepared.paste_box)
     return image.convert("RGB"), mask_out, composite

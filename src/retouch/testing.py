@@ -7,13 +7,17 @@ fraction of a second. Weights are random (seeded), so outputs are meaningless bu
 
 from __future__ import annotations
 
+import dataclasses
+from types import SimpleNamespace
+from typing import Any
+
 import torch
 
 from retouch.models.bundle import ModelBundle
 from retouch.models.families import Family, family_by_name
 from retouch.models.tokenizers import clip_tokenizer
 
-__all__ = ["tiny_model", "tiny_components"]
+__all__ = ["tiny_model", "tiny_components", "ConstantX0UNet", "with_unet"]
 
 
 def tiny_components(family: Family, seed: int = 0) -> dict[str, object]:
@@ -72,3 +76,33 @@ def tiny_model(seed: int = 0, family: str | Family = "sd1") -> ModelBundle:
         tokenizers=parts["tokenizers"], name=f"tiny-{fam.name}-{seed}",  # type: ignore[arg-type]
         hash=f"{seed:010x}"[-10:],
     )
+
+
+class ConstantX0UNet(torch.nn.Module):
+    """An analytic eps-UNet whose every x0 estimate is ``target`` (spec soft-masks.md §5.5).
+
+    From its inputs it recovers ``sigma`` (log-sigma interpolation of the model table at the fractional
+    timestep) and ``x = x_in / c_in``, and returns ``eps = (x - target) / sigma``, so
+    ``ModelDenoiser`` gives ``x - sigma * eps = target``. ``target``: (1 or B, 4, h, w). Outputs are
+    pixel-local and independent of the prompt, so mask maths can be checked exactly.
+    """
+
+    def __init__(self, target: torch.Tensor, alphas_cumprod: torch.Tensor) -> None:
+        super().__init__()
+        self.target = torch.nn.Parameter(target.float(), requires_grad=False)  # a parameter: engines cast it
+        log_sigmas = (((1 - alphas_cumprod) / alphas_cumprod) ** 0.5).log().float()
+        self.log_sigmas = torch.nn.Parameter(log_sigmas, requires_grad=False)
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, **_: Any) -> SimpleNamespace:
+        t = timestep.float().reshape(-1)
+        lo = t.floor().long().clamp(0, len(self.log_sigmas) - 1)
+        hi = (lo + 1).clamp(max=len(self.log_sigmas) - 1)
+        w = t - lo
+        sigma = ((1 - w) * self.log_sigmas[lo] + w * self.log_sigmas[hi]).exp().reshape(-1, 1, 1, 1)
+        x = sample[:, :4].float() * (sigma**2 + 1) ** 0.5
+        return SimpleNamespace(sample=(x - self.target) / sigma)
+
+
+def with_unet(bundle: ModelBundle, unet: torch.nn.Module) -> ModelBundle:
+    """A copy of ``bundle`` running ``unet`` (text encoders and VAE shared)."""
+    return dataclasses.replace(bundle, unet=unet, name=f"{bundle.name}-fake")

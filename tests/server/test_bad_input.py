@@ -50,7 +50,7 @@ def check(r: Any, status: int, *needles: str) -> dict[str, Any]:
         ({"width": 8192, "height": 8192}, ["8192x8192 is over this server's limit of 4194304 pixels"]),
         ({"script_name": "x/y/z plot"}, ["script_name 'x/y/z plot' is not supported", "'sd upscale', 'loopback'"]),
         ({"script_name": "sd upscale", "script_args": ["", 8, "ESRGAN_4x", 2]}, ["upscaler 'ESRGAN_4x'", "Lanczos"]),
-        ({"alwayson_scripts": {"controlnet": {"args": []}}}, ["alwayson_scripts 'controlnet' not supported"]),
+        ({"alwayson_scripts": {"controlnet": {"args": []}}}, ["Script 'controlnet' not found"]),
         ({"override_settings": {"sd_vae": "x.pt"}}, ["override_settings.sd_vae must be 'Automatic' or 'None'"]),
         ({"override_settings": {"bogus": 1}}, ["unsupported option(s) in override_settings: bogus"]),
         ({"steps": "abc"}, ["steps: Input should be a valid integer", "'abc'"]),

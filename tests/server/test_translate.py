@@ -137,7 +137,7 @@ def test_model_checkpoint_override_for_the_loaded_model_is_accepted() -> None:
     ("fields", "needle"),
     [
         ({"script_name": "img2img alternative test"}, "script_name 'img2img alternative test' is not supported"),
-        ({"alwayson_scripts": {"soft inpainting": {"args": [True]}, "ADetailer": {}}}, "'soft inpainting', 'ADetailer'"),
+        ({"alwayson_scripts": {"soft inpainting": {"args": [True]}, "ADetailer": {}}}, "Script 'ADetailer' not found"),
         ({"styles": ["cinematic"]}, "styles 'cinematic' not found; known styles: none"),
         ({"restore_faces": True}, "restore_faces=true is not supported"),
         ({"tiling": True}, "tiling=true is not supported"),

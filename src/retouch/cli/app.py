@@ -18,6 +18,7 @@ from retouch.cli.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EX
 from retouch.cli.jobs import run_inputs, settings_from
 from retouch.cli.options import DEVICE, GENERATION, MASK, PrecisionChoice, with_options
 from retouch.cli.run import Session
+from retouch.cli.soft_options import SOFT
 
 __all__ = ["build_app"]
 
@@ -54,7 +55,7 @@ def _generating_commands(app: typer.Typer, session: Session) -> None:
         _run(run_inputs, session, settings_from(ctx, opts), list(inputs), None, outdir)
 
     @app.command("inpaint")
-    @with_options(GENERATION, MASK, DEVICE)
+    @with_options(GENERATION, MASK, SOFT, DEVICE)
     def inpaint(
         ctx: typer.Context,
         input: Annotated[Path, typer.Argument(help="Input image.", show_default=False)],
@@ -66,7 +67,7 @@ def _generating_commands(app: typer.Typer, session: Session) -> None:
         _run(run_inputs, session, settings_from(ctx, opts), [input], mask, outdir)
 
     @app.command("batch")
-    @with_options(GENERATION, MASK, DEVICE)
+    @with_options(GENERATION, MASK, SOFT, DEVICE)
     def batch(
         ctx: typer.Context,
         input_dir: Annotated[Path, typer.Argument(help="Folder of input images.", show_default=False)],
@@ -214,9 +215,8 @@ def _serve(
             device=device,
             log_level=log_level,
             threads=threads,
-            lora_dir=lora_dir,
-            embeddings_dir=embeddings_dir,
             **({} if styles_file is None else {"styles_file": str(styles_file)}),
+            **{k: v for k, v in (("lora_dir", lora_dir), ("embeddings_dir", embeddings_dir)) if v is not None},
         )
     except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from None

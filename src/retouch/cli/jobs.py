@@ -19,6 +19,7 @@ from retouch.cli.outputs import save_numbered
 from retouch.cli.progress import Progress, StopFlag, catch_interrupt
 from retouch.cli.recall import model_mismatch, recall_fields
 from retouch.cli.run import Session, check_job, generate
+from retouch.cli.soft_options import soft_fields
 from retouch.formats.images import DEFAULT_MAX_PIXELS, ImageDecodeError, open_image
 from retouch.params import Img2Img, ParamError
 
@@ -82,6 +83,7 @@ def build_job(settings: Settings, image: Image.Image, mask: Image.Image | None) 
     fields = job_fields(settings.opts, settings.explicit, settings.recalled)
     try:
         fields["prompt"], fields["negative_prompt"] = _styled(settings.opts, fields)
+        fields.update(soft_fields(settings.opts, settings.explicit, settings.recalled))
         job = Img2Img(init_images=[image], mask=mask, width=width, height=height, **fields)
         check_job(job)
     except ParamError as exc:

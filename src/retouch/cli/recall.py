@@ -18,8 +18,9 @@ from typing import Any
 
 from retouch.cli.errors import CliError
 from retouch.formats.png import read_infotext
+from retouch.info import soft_mask_fields
 from retouch.infotext import parse_infotext
-from retouch.params import EMPHASIS_MODES, MaskedContent
+from retouch.params import EMPHASIS_MODES, MaskedContent, ParamError
 
 __all__ = ["recall_fields", "fields_from_infotext", "model_mismatch"]
 
@@ -101,6 +102,10 @@ def fields_from_infotext(parsed: Mapping[str, object], source: str = "infotext")
             fields[name] = convert(text)
         except ValueError as exc:
             raise CliError(f"{source}: cannot use '{key}: {text}': {exc}") from None
+    try:
+        fields.update(soft_mask_fields(parsed))
+    except ParamError as exc:
+        raise CliError(f"{source}: {exc}") from None
     return fields
 
 

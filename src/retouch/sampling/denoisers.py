@@ -13,6 +13,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from retouch.sampling.blend import LinearBlend, MaskBlend
 from retouch.sampling.conditioning import Cond, CondSchedule, SubPrompt, combine_composable, pad_contexts
 from retouch.sampling.schedules import sigma_to_t
 
@@ -67,8 +68,10 @@ class CFGDenoiser:
 
     Per call: stop check -> the conditionings of this call (prompt editing: each schedule picks its
     entry for the 0-based call counter, spec a1111-prompts.md §1.7) -> one batched UNet call per
-    distinct text length over [sub-prompts..., uncond(, image-uncond)] -> combine -> ``x0 * nmask +
-    init_latent * keep`` where a mask exists (the *clean* init latent, as A1111 does).
+    distinct text length over [sub-prompts..., uncond(, image-uncond)] -> combine ->
+    ``blend.step(x0, sigma, call)`` where a mask exists (default
+    :class:`~retouch.sampling.blend.LinearBlend`: ``x0 * nmask + init_latent * keep`` with the *clean*
+    init latent, as A1111 does).
 
     ``cond`` is one conditioning, one schedule, or the ``AND`` sub-prompts with their weights; the
     combine is ``u + Σ_k (c_k − u)·(w_k·cfg)`` (spec a1111-prompts.md §3). Sub-prompt contexts of
@@ -91,6 +94,7 @@ class CFGDenoiser:
         init_latent: Tensor | None = None,
         nmask: Tensor | None = None,
         should_stop: Callable[[], bool] | None = None,
+        blend: MaskBlend | None = None,
     ) -> None:
         self.model = model
         self.subprompts = _subprompts(cond)
@@ -103,6 +107,9 @@ class CFGDenoiser:
         self.init_latent = init_latent
         self.nmask = nmask
         self.should_stop = should_stop
+        if blend is None and init_latent is not None and nmask is not None:
+            blend = LinearBlend(init_latent, nmask)
+        self.blend = blend
         self.last_denoised: Tensor | None = None
         self.calls = 0
 
@@ -146,8 +153,8 @@ class CFGDenoiser:
         else:
             weights = [sp.weight for sp in self.subprompts]
             denoised = combine_composable(outs[:-1], weights, outs[-1], self.cfg_scale)
-        if self.nmask is not None and self.init_latent is not None:
-            denoised = latent_blend(denoised, self.init_latent, self.nmask)
+        if self.blend is not None:
+            denoised = self.blend.step(denoised, sigma, self.calls)
         self.last_denoised = c
         self.calls += 1
         return denoised

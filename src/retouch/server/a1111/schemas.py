@@ -102,8 +102,15 @@ class Img2ImgRequest(BaseModel):
     script_args: list[Any] = Field(default_factory=list)
     send_images: bool = True
     save_images: bool = False
-    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    alwayson_scripts: dict[str, Any] = Field(
+        default_factory=dict, description='only "Soft inpainting": {"args": [enabled, power, scale, detail, '
+        'influence, threshold, contrast]}; other scripts are refused'
+    )
     infotext: str | None = None
+
+    def retouch_extras(self) -> dict[str, Any]:
+        """Img2Img fields from Retouch's own request extensions; none in A1111's schema."""
+        return {}
 
 
 class Img2ImgResponse(BaseModel):

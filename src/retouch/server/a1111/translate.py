@@ -25,8 +25,9 @@ from typing import Any
 from PIL import Image
 
 from retouch.formats.images import ImageDecodeError, decode_base64_image
+from retouch.info import soft_mask_fields
 from retouch.infotext import parse_infotext
-from retouch.params import Img2Img, ParamError
+from retouch.params import SOFT_INPAINTING_HOOKS, Img2Img, ParamError, SoftInpainting
 from retouch.plan import make_plan
 from retouch.recipes import ScriptCall, SDUpscale, check_script, parse_script, script_job_count, upscaled_size
 from retouch.sampling.registry import get_sampler, split_sampler_name
@@ -89,9 +90,6 @@ class Submission:
 
 
 def _refuse_unsupported(req: Img2ImgRequest) -> None:
-    if req.alwayson_scripts:
-        names = ", ".join(repr(k) for k in req.alwayson_scripts)
-        raise ParamError(f"alwayson_scripts {names} not supported: this server has no always-on scripts")
     for name in ("restore_faces", "tiling"):
         if getattr(req, name):
             raise ParamError(f"{name}=true is not supported by this server; send false or null")
@@ -101,6 +99,41 @@ def _refuse_unsupported(req: Img2ImgRequest) -> None:
         raise ParamError("firstpass_image is a txt2img field; img2img does not take it")
     if req.save_images:
         raise ParamError("save_images=true is not supported: this server never writes files; send false")
+
+
+#: A1111's title of its built-in script, matched case-insensitively (soft-masks.md §1.10).
+SOFT_INPAINTING_TITLE = "soft inpainting"
+
+
+def soft_inpainting_of(req: Img2ImgRequest) -> SoftInpainting | None:
+    """``alwayson_scripts`` -> the job's soft inpainting (soft-masks.md §1.10, §5.3).
+
+    The key matches "Soft Inpainting" case-insensitively; ``args`` is A1111's positional list
+    ``[enabled, power, scale, detail, influence, threshold, contrast]``, shorter lists keep the defaults,
+    no ``args`` or ``enabled`` false means off (A1111's UI default). Any other name is A1111's 422
+    ``Script '<name>' not found``.
+    """
+    found: SoftInpainting | None = None
+    for name, value in req.alwayson_scripts.items():
+        if name.lower() != SOFT_INPAINTING_TITLE:
+            raise ParamError(f"Script '{name}' not found")
+        if not isinstance(value, dict) or not isinstance(value.get("args", []), list):
+            raise ParamError(f"alwayson_scripts[{name!r}] must be an object with an 'args' list; got {value!r}")
+        args = value.get("args", [])
+        found = SoftInpainting.from_args(args) if args else None
+    return found
+
+
+def _soft_infotext(req: Img2ImgRequest, parsed: dict[str, object]) -> dict[str, Any]:
+    """The 7 soft inpainting keys of an infotext as ``alwayson_scripts`` args (A1111 ``apply_infotext``),
+    unless the request names the script itself."""
+    if any(k.lower() == SOFT_INPAINTING_TITLE for k in req.alwayson_scripts):
+        return dict(req.alwayson_scripts)
+    soft = soft_mask_fields(parsed).get("soft_inpainting")
+    if soft is None:
+        return dict(req.alwayson_scripts)
+    args = [True, *(getattr(soft, h.name) for h in SOFT_INPAINTING_HOOKS)]
+    return {**req.alwayson_scripts, "Soft inpainting": {"args": args}}
 
 
 def _cast(key: str, value: Any, kind: type) -> Any:
@@ -125,6 +158,7 @@ def merge_infotext(req: Img2ImgRequest) -> Img2ImgRequest:
         if key in parsed and option not in overrides:
             overrides[option] = _cast(key, parsed[key], kind)
     updates["override_settings"] = overrides
+    updates["alwayson_scripts"] = _soft_infotext(req, parsed)
     return req.model_copy(update=updates)
 
 
@@ -172,6 +206,18 @@ def _job_fields(req: Img2ImgRequest, options: dict[str, Any]) -> dict[str, Any]:
     if fields["eta"] is None:
         fields["eta"] = _option_eta(str(fields["sampler_name"]), options)
     return fields
+
+
+def retouch_fields(req: Img2ImgRequest) -> dict[str, Any]:
+    """Soft-mask Img2Img fields: A1111's soft inpainting script plus the request's own extensions
+    (``req.retouch_extras()``, empty for A1111's schema); giving soft inpainting twice is refused."""
+    extras = req.retouch_extras()
+    soft = soft_inpainting_of(req)
+    if soft is not None:
+        if extras.get("soft_inpainting") is not None:
+            raise ParamError("soft inpainting is given twice: use alwayson_scripts or soft_inpainting, not both")
+        extras["soft_inpainting"] = soft
+    return extras
 
 
 def _option_eta(sampler_name: str, options: dict[str, Any]) -> float | None:
@@ -225,6 +271,7 @@ def build_submission(
         fields["prompt"], fields["negative_prompt"] = apply_styles(
             fields["prompt"], fields["negative_prompt"], req.styles, styles or {}
         )
+    fields.update(retouch_fields(req))
     job = Img2Img(**fields)
     make_plan(job)  # unknown sampler/scheduler, too many init images, empty schedule: refused here
     script = _script(req, job, config)

@@ -18,7 +18,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from retouch.server.a1111.routes import get_state, submit
-from retouch.server.a1111.schemas import ErrorResponse, Img2ImgRequest, Img2ImgResponse
+from retouch.server.a1111.schemas import ErrorResponse, Img2ImgResponse
+from retouch.server.api.schemas import JobRequest
 from retouch.server.jobs import Job, JobStatus
 from retouch.server.state import ServerState
 
@@ -80,8 +81,10 @@ def _find(state: ServerState, job_id: str) -> Job:
 
 
 @router.post("", status_code=202, response_model=JobCreated)
-async def create_job(req: Img2ImgRequest, state: ServerState = Depends(get_state)) -> JobCreated:
-    """Queue an img2img/inpaint job; answers at once with its id (429 with Retry-After when full)."""
+async def create_job(req: JobRequest, state: ServerState = Depends(get_state)) -> JobCreated:
+    """Queue an img2img/inpaint job; answers at once with its id (429 with Retry-After when full).
+
+    The body is A1111's img2img request plus Retouch's named soft-mask fields (``JobRequest``)."""
     job = await submit(state, req, retain=True)
     return JobCreated(id=job.id, status=job.status.value, queue_position=state.queue.position(job))
 
