@@ -17,7 +17,7 @@ FORBIDDEN = {
     "models": {"engine", "runtime", "server", "cli", "formats", "webui", "plan"},
     "engine": {"server", "cli", "formats", "webui"},
     "recipes": {"server", "cli", "formats", "webui"},
-    "styles": {"imaging", "sampling", "models", "engine", "runtime", "server", "cli", "formats", "webui", "torch"},
+    "styles": {"imaging", "sampling", "models", "engine", "runtime", "server", "cli", "formats", "webui"},
     "runtime": {"server", "cli", "formats", "webui", "engine"},
     "plan": {"server", "cli", "formats", "webui", "engine", "models"},
     "formats": {"engine", "runtime", "server", "cli", "webui", "models", "sampling"},

@@ -77,3 +77,15 @@ def test_only_masked_composite_with_overlay_is_uncropped() -> None:
     generated = Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8))
     final, _, composite = finish_image(job, prepared, 0, generated)
     assert final.size == (48, 48) and composite is not None and composite.size == (48, 48)
+
+
+def test_a_preset_colour_reference_replaces_the_processed_image() -> None:
+    """A1111's init() adds colour corrections only when ``p.color_corrections is None``; a script that
+    presets them (Loopback: the original init image, unresized) has every output matched to that."""
+    from retouch.imaging import color_reference
+
+    reference = Image.new("RGB", (10, 6), (200, 30, 30))
+    job = Img2Img(init_images=[_scene()], width=32, height=32, img2img_color_correction=True,
+                  color_correction_image=reference)
+    ref = prepare_images(job, 32, 32).color_references[0]
+    assert ref is not None and np.array_equal(ref, color_reference(reference))

@@ -50,7 +50,8 @@ __all__ = ["Engine", "Result", "StepInfo"]
 class StepInfo:
     """Progress of one sampler step, passed to ``on_step``.
 
-    ``step`` counts executed sampler steps from 1 to ``steps`` (= t_enc + 1, spec §3.5) within batch
+    ``step`` counts executed sampler steps from 1 to ``steps`` (the sigma tail's length - 1: t_enc + 1,
+    spec §3.5, or more on the "DDIM" grid when 1000 is not a multiple of the step count) within batch
     ``job_no`` (0-based) of ``job_count`` (= n_iter). ``denoised`` is the current x0 estimate latent
     (B, 4, H/8, W/8) for previews; ``Engine.preview(denoised)`` decodes it.
     """

@@ -296,6 +296,9 @@ class Img2Img:
     initial_noise_multiplier: float = 1.0
     latent_mask: Image.Image | None = None
     force_task_id: str | None = None
+    #: A1111's ``p.color_corrections`` preset by a script (Loopback): with colour correction on, every
+    #: output is matched to this image instead of its own processed init image.
+    color_correction_image: Image.Image | None = None
     # A1111 global options that change img2img, as per-job settings (spec Appendix C)
     img2img_fix_steps: bool = False
     img2img_color_correction: bool = False
@@ -325,7 +328,7 @@ class Img2Img:
         for i, im in enumerate(self.init_images):
             if not isinstance(im, Image.Image):
                 raise ParamError(f"init_images[{i}] must be a PIL image; got {type(im).__name__}")
-        for name in ("mask", "latent_mask"):
+        for name in ("mask", "latent_mask", "color_correction_image"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, Image.Image):
                 raise ParamError(f"{name} must be a PIL image or None; got {type(v).__name__}")

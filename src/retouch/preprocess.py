@@ -143,7 +143,8 @@ def prepare_images(job: Img2Img, width: int, height: int) -> Prepared:
             image = resize_image(image.crop(box), ResizeMode.RESIZE_AND_FILL, width, height)
         if latent_mask is not None and job.inpainting_fill != MaskedContent.ORIGINAL:
             image = fill_masked(image, latent_mask)  # modes 0, 2 and 3 alike (A1111 init; see the docstring)
-        refs.append(color_reference(image) if job.img2img_color_correction else None)
+        reference = image if job.color_correction_image is None else job.color_correction_image
+        refs.append(color_reference(reference) if job.img2img_color_correction else None)
         images.append(image)
     paste_box = None if box is None else (box[0], box[1], box[2] - box[0], box[3] - box[1])
     return Prepared(tuple(images), mask, latent_mask, overlay_mask, tuple(overlays), paste_box,

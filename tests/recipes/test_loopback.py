@@ -109,3 +109,16 @@ def test_bad_arguments_are_named() -> None:
         parse_script("loopback", [4, 0.5, "Steep"])
     with pytest.raises(ParamError, match="1 to 32"):
         parse_script("loopback", [0])
+
+
+def test_colour_correction_matches_every_loop_to_the_original(engine: Engine) -> None:
+    """Loopback presets ``p.color_corrections`` from the original init image; A1111's init() then keeps
+    it for every loop, so loop 2 is corrected towards the original, not towards loop 1's output."""
+    job = _job(img2img_color_correction=True)
+    result = run_script(engine, job, parse_script("loopback", [2, 0.5]), return_grid=False)
+    first = engine.run(replace(job, color_correction_image=_scene())).images[0]
+    second = engine.run(replace(job, seed=51, init_images=[first], denoising_strength=0.5,
+                                color_correction_image=_scene())).images[0]
+    assert result.images[1].tobytes() == second.tobytes()
+    own = engine.run(replace(job, seed=51, init_images=[first], denoising_strength=0.5)).images[0]
+    assert own.tobytes() != second.tobytes()

@@ -11,10 +11,9 @@ current batch; an interrupt ends the job.
 Output as A1111's with its default ``return_grid``: with one batch, every loop's image; with several,
 each batch's last image; when there are two or more, a one-row grid of them comes first. Every
 infotext is the first loop's, with ``Final denoising strength`` and ``Denoising curve``. Not supported:
-appending an interrogated prompt (CLIP or DeepBooru need models that are not here). Deviation: with
-colour correction on, A1111 matches every loop to the original init image; here each loop is
-corrected towards its own init image (the previous loop's output), because a job carries no separate
-colour reference.
+appending an interrogated prompt (CLIP or DeepBooru need models that are not here). With colour
+correction on, every loop is matched to the original first init image, unresized, as A1111's script
+presets ``p.color_corrections`` (``Img2Img.color_correction_image``).
 """
 
 from __future__ import annotations
@@ -124,7 +123,8 @@ def run_loopback(engine: Runner, job: Img2Img, args: Loopback, hooks: Hooks | No
                  return_grid: bool = True) -> Result:
     """Run the Loopback script on ``job`` (module docstring)."""
     hooks = hooks or Hooks()
-    job = replace(job, subseed=resolve_seed(job.subseed))
+    reference = job.init_images[0] if job.init_images else None
+    job = replace(job, subseed=resolve_seed(job.subseed), color_correction_image=reference)
     run = _Run(seed=resolve_seed(job.seed), images=[], history=[], seeds=[])
     steps, skip = Steps(hooks.on_step, args.loops * job.n_iter), SkipWatch(hooks.should_skip)
     for n in range(job.n_iter):
