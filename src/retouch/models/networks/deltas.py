@@ -15,7 +15,9 @@ One network module of a file is a dict of *parts* (``lora_up.weight``, ``hada_w1
 
 Precision: every part is taken in float32 (float64 when ``W`` is float64) on ``W``'s device. A1111
 keeps LoRA factors in its ``devices.dtype`` (fp16 on a GPU), so on a GPU its products round differently;
-the formulas are the same. OFT/BOFT files are refused with a clear error (not implemented).
+the formulas are the same. For a plain LoRA (no ``lora_mid``, ``bias`` or ``dora_scale``) the factor
+``s * m`` multiplies ``lora_up`` before the product instead of the full-size delta after it (the same
+value up to float rounding, two full-size passes fewer). OFT/BOFT files are refused with a clear error (not implemented).
 """
 
 from __future__ import annotations
@@ -218,7 +220,15 @@ def module_delta(
     dtype = compute_dtype(weight)
     p = {k: v.to(device=weight.device, dtype=dtype) for k, v in parts.items()}
     w = weight.detach().to(dtype)
+    plain = kind == "lora" and "bias" not in p and "dora_scale" not in p and "lora_mid.weight" not in p
+    if plain:  # the common case: fold s * m into the small factor (no full-size passes for the scalars)
+        factor = network_scale(kind, parts) * multiplier
+        p = {**p, "lora_up.weight": _lora_parts(p)[0] * factor, "lora_down.weight": _lora_parts(p)[1]}
+        p.pop("lora_B.weight", None)
+        p.pop("lora_A.weight", None)
     delta, shape, bias_delta = _raw(kind, p, w, dyn)
+    if plain:
+        return _fit(delta.reshape(w.shape) if delta.numel() == w.numel() else delta, w), None
     if "bias" in p:
         delta = (delta.reshape(p["bias"].shape) + p["bias"]).reshape(shape)
     if len(shape) == 4:
@@ -230,7 +240,11 @@ def module_delta(
     delta = delta * network_scale(kind, parts)  # from the file's own tensors: alpha keeps its precision
     if "dora_scale" in p:
         delta = _dora(delta, w, p["dora_scale"])
-    delta = delta * multiplier
-    if w.ndim == 4 and w.shape[1] == 9 and delta.ndim == 4 and delta.shape[1] == 4:
-        delta = torch.nn.functional.pad(delta, (0, 0, 0, 0, 0, 5))
-    return delta, bias_delta
+    return _fit(delta * multiplier, w), bias_delta
+
+
+def _fit(delta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A 4-input-channel delta on a 9-channel (inpainting) convolution, zero-padded on channels 4..8."""
+    if weight.ndim == 4 and weight.shape[1] == 9 and delta.ndim == 4 and delta.shape[1] == 4:
+        return torch.nn.functional.pad(delta, (0, 0, 0, 0, 0, 5))
+    return delta

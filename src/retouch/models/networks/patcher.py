@@ -168,7 +168,10 @@ class NetworkPatcher:
         if bias_delta is not None and bias_delta.shape != (weight.shape[0],):
             raise self._misfit(active, where, weight, f"its bias delta has shape {tuple(bias_delta.shape)}")
         self._back_up(module, "weight")
-        weight.copy_((weight.to(delta.dtype) + delta).to(weight.dtype))
+        if weight.dtype == delta.dtype:
+            weight.add_(delta)  # the same bits as the expression below, without a temporary
+        else:
+            weight.copy_((weight.to(delta.dtype) + delta).to(weight.dtype))
         if bias_delta is not None:
             self._back_up(module, "bias")
             bias = getattr(module, "bias", None)
