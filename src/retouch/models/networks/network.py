@@ -123,8 +123,8 @@ def bind_network(
     modules, skipped = [], []
     for key, (target, is_text, parts) in groups.items():
         kind = detect_type(parts)
-        if kind is None or kind == "oft":
-            what = "OFT networks are not supported" if kind == "oft" else "no network type accepts them"
+        if kind is None or (kind == "oft" and "oft_blocks" not in parts):
+            what = "old LyCORIS OFT (oft_diag) is not supported" if kind == "oft" else "no network type accepts them"
             raise NetworkError(
                 f"network {name!r}: module {key} has parts {', '.join(sorted(parts))}; {what} "
                 f"(supported types: {', '.join(NETWORK_TYPES)})"

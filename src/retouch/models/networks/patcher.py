@@ -31,7 +31,7 @@ import torch
 
 from retouch.models.bundle import ModelBundle
 from retouch.models.loading import read_state_dict
-from retouch.models.networks.deltas import module_delta
+from retouch.models.networks.deltas import compute_dtype, lora_factors, module_delta
 from retouch.models.networks.errors import NetworkError
 from retouch.models.networks.keys import ModuleIndex, build_index, weight_of
 from retouch.models.networks.network import BoundModule, LoadedNetwork, bind_network
@@ -156,6 +156,12 @@ class NetworkPatcher:
         module, where = bound.target.module, f"{bound.key} ({bound.target.component}.{bound.target.path})"
         weight = weight_of(module)
         multiplier = active.te if bound.is_text else active.unet
+        if weight.dtype == compute_dtype(weight) and weight.is_contiguous():
+            factors = lora_factors(bound.parts, weight, multiplier, active.dyn)
+            if factors is not None:  # plain LoRA: W += U @ V in one pass, no full-size temporary
+                self._back_up(module, "weight")
+                weight.view(weight.shape[0], -1).addmm_(*factors)
+                return
         try:
             delta, bias_delta = module_delta(bound.parts, weight, multiplier, active.dyn)
         except RuntimeError as exc:  # a product of mismatched shapes inside the formula
