@@ -371,3 +371,14 @@ def test_channels_last_convolutions_take_the_general_path_and_restore_exactly(tm
     torch.testing.assert_close(state(bundle)[key + ".weight"].double(), expected, atol=2e-6, rtol=1e-5)
     patcher.apply([])
     assert_same(bundle, before)
+
+
+def test_a_network_bound_to_another_model_is_refused(tmp_path):
+    (kohya, _), parts, _ = lora_linear()
+    path = write(tmp_path, {f"{kohya}.{p}": t for p, t in parts.items()})
+    other = NetworkPatcher(tiny_model(0, "sd1")).load(path)
+    bundle = tiny_model(0, "sd1")
+    before = state(bundle)
+    with pytest.raises(NetworkError, match="was bound to another model"):
+        NetworkPatcher(bundle).apply([ActiveNetwork(other)])
+    assert_same(bundle, before)

@@ -114,6 +114,7 @@ class NetworkPatcher:
         for item in wanted:
             if not isinstance(item, ActiveNetwork):
                 raise TypeError(f"apply() takes ActiveNetwork items; got {type(item).__name__}")
+            self._check_bound_here(item.network)
         if wanted == self._current:
             return False
         self._restore()
@@ -130,6 +131,12 @@ class NetworkPatcher:
         keep = {id(a.network) for a in wanted}
         self._loaded = {p: v for p, v in self._loaded.items() if id(v[1]) in keep}
         return True
+
+    def _check_bound_here(self, network: LoadedNetwork) -> None:
+        own = self.index.diffusers
+        for bound in network.modules:
+            if own.get(bound.target.component, {}).get(bound.target.path) is not bound.target:
+                raise NetworkError(f"network {network.name!r} was bound to another model; load it with this model's patcher")
 
     def restore(self) -> None:
         """The original weights again (same as ``apply([])``)."""
