@@ -143,6 +143,23 @@ def test_type_detection_order():
     assert detect_type({"oft_blocks": T(1.0)}) == "oft"
 
 
+def test_oft_toy():
+    """One 2x2 block B=[[0,1],[0,0]]: Q = B - B^T = [[0,1],[-1,0]], R = (I+Q)(I-Q)^-1 = [[0,1],[-1,0]];
+    W' = R^T W = [[-3,-4],[1,2]] for W = [[1,2],[3,4]], so D = W' - W (alpha 10: no clamp; s forced to 1)."""
+    parts = {"oft_blocks": T([[[0.0, 1.0], [0.0, 0.0]]]), "alpha": T(10.0), "scale": T(5.0)}
+    _close(module_delta(parts, T([[1.0, 2.0], [3.0, 4.0]]), 1.0)[0], [[-4, -6], [-2, -2]])
+
+
+def test_oft_constraint_clamps_the_rotation():
+    """alpha 0.25 on 2 rows: constraint 0.5 < ||Q|| = sqrt(2), so Q = a [[0,1],[-1,0]] with a = 0.5/sqrt(2);
+    the Cayley transform of that is the rotation [[1-a^2, 2a], [-2a, 1-a^2]] / (1+a^2)."""
+    a = 0.5 / 2**0.5
+    r = T([[1 - a * a, 2 * a], [-2 * a, 1 - a * a]]) / (1 + a * a)
+    parts = {"oft_blocks": T([[[0.0, 1.0], [0.0, 0.0]]]), "alpha": T(0.25)}
+    w = T([[1.0, 2.0], [3.0, 4.0]])
+    _close(module_delta(parts, w, 0.5)[0], (0.5 * (r.T @ w - w)).tolist())
+
+
 def test_compute_in_float32_for_half_weights():
     parts = {"diff": T([[1.0, 2.0]], dtype=torch.float16)}
     delta, _ = module_delta(parts, torch.zeros(1, 2, dtype=torch.bfloat16), 1.0)

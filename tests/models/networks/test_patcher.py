@@ -106,6 +106,19 @@ def glora():
     return TO_K, parts, lambda w, b, m: (w + m * (b2 @ b1 + (w @ a2) @ a1), b)
 
 
+def oft():
+    blocks = rnd(4, 16, 16)
+    q = blocks - blocks.transpose(1, 2)  # ||q|| is far below the constraint alpha * 64 = 64: no clamp
+
+    def rotated(w, b, m):
+        eye = torch.eye(16, dtype=w.dtype)
+        r = (eye + q) @ torch.linalg.inv(eye - q)
+        merged = torch.cat([r[k].T @ w[16 * k:16 * (k + 1)] for k in range(4)])
+        return w + m * (merged - w), b
+
+    return TO_K, {"oft_blocks": blocks, "alpha": torch.tensor(1.0)}, rotated
+
+
 def dora():
     up, down, magnitude = rnd(64, 4), rnd(4, 32), rnd(1, 32).abs() + 1
 
@@ -119,7 +132,7 @@ def dora():
 
 
 CASES: dict[str, Callable[[], tuple]] = {
-    f.__name__: f for f in (lora_linear, lora_conv, lora_conv_cp, loha, lokr, ia3, full, norm, glora, dora)
+    f.__name__: f for f in (lora_linear, lora_conv, lora_conv_cp, loha, lokr, ia3, full, norm, glora, oft, dora)
 }
 
 
@@ -227,8 +240,8 @@ def test_unknown_type_and_oft_are_refused(tmp_path):
     odd = write(tmp_path, {f"{TO_K[0]}.mystery": rnd(2)}, "odd")
     with pytest.raises(NetworkError, match="module diffusion_model_input_blocks_3_1_.*has parts mystery; no network type accepts them"):
         patcher.load(odd)
-    oft = write(tmp_path, {f"{TO_K[0]}.oft_blocks": rnd(4, 16, 16)}, "oft")
-    with pytest.raises(NetworkError, match="OFT networks are not supported"):
+    oft = write(tmp_path, {f"{TO_K[0]}.oft_diag": rnd(4, 16, 16)}, "oft")
+    with pytest.raises(NetworkError, match=r"old LyCORIS OFT \(oft_diag\) is not supported"):
         patcher.load(oft)
 
 
@@ -341,3 +354,31 @@ def test_multipliers_are_validated():
         ActiveNetwork(empty, te=float("nan"))
     with pytest.raises(NetworkError, match="dyn must be a positive integer"):
         ActiveNetwork(empty, dyn=0)
+
+
+def test_channels_last_convolutions_take_the_general_path_and_restore_exactly(tmp_path):
+    """The Engine stores conv weights NHWC; the one-pass addmm needs a contiguous weight, so this runs
+    the delta-then-add path, which must give the same merged values."""
+    bundle = tiny_model(0, "sd1")
+    bundle.unet.to(memory_format=torch.channels_last)
+    (kohya, key), parts, formula = lora_conv()
+    path = write(tmp_path, {f"{kohya}.{p}": t for p, t in parts.items()})
+    before = state(bundle)
+    assert not bundle.unet.down_blocks[0].resnets[0].conv1.weight.is_contiguous()
+    patcher = NetworkPatcher(bundle)
+    patcher.apply([ActiveNetwork(patcher.load(path), unet=UNET)])
+    expected, _ = formula(before[key + ".weight"].double(), None, UNET)
+    torch.testing.assert_close(state(bundle)[key + ".weight"].double(), expected, atol=2e-6, rtol=1e-5)
+    patcher.apply([])
+    assert_same(bundle, before)
+
+
+def test_a_network_bound_to_another_model_is_refused(tmp_path):
+    (kohya, _), parts, _ = lora_linear()
+    path = write(tmp_path, {f"{kohya}.{p}": t for p, t in parts.items()})
+    other = NetworkPatcher(tiny_model(0, "sd1")).load(path)
+    bundle = tiny_model(0, "sd1")
+    before = state(bundle)
+    with pytest.raises(NetworkError, match="was bound to another model"):
+        NetworkPatcher(bundle).apply([ActiveNetwork(other)])
+    assert_same(bundle, before)

@@ -15,7 +15,10 @@ One network module of a file is a dict of *parts* (``lora_up.weight``, ``hada_w1
 
 Precision: every part is taken in float32 (float64 when ``W`` is float64) on ``W``'s device. A1111
 keeps LoRA factors in its ``devices.dtype`` (fp16 on a GPU), so on a GPU its products round differently;
-the formulas are the same. OFT/BOFT files are refused with a clear error (not implemented).
+the formulas are the same. For a plain LoRA (no ``lora_mid``, ``bias`` or ``dora_scale``),
+``lora_factors`` folds ``s * m`` into ``lora_up`` before the product instead of scaling the full-size
+delta after it (the same value up to float rounding). Kohya OFT (``oft_blocks``) is supported; old
+LyCORIS ``oft_diag`` and BOFT (4-D ``oft_blocks``) are refused with a clear error (not implemented).
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ import torch
 
 from retouch.models.networks.errors import NetworkError
 
-__all__ = ["NETWORK_TYPES", "detect_type", "network_rank", "network_scale", "module_delta", "compute_dtype"]
+__all__ = ["NETWORK_TYPES", "detect_type", "network_rank", "network_scale", "module_delta", "lora_factors", "compute_dtype"]
 
 Parts = Mapping[str, torch.Tensor]
 Shape = list[int]
 
-NETWORK_TYPES = ("lora", "loha", "ia3", "lokr", "full", "norm", "glora")
+NETWORK_TYPES = ("lora", "loha", "ia3", "lokr", "full", "norm", "glora", "oft")
 _GLORA_PARTS = ("a1.weight", "a2.weight", "alpha", "b1.weight", "b2.weight")
 
 
@@ -42,7 +45,7 @@ def _has(parts: Parts, *names: str) -> bool:
 def detect_type(parts: Parts) -> str | None:
     """The network type of one module's parts, tested in A1111's order (spec §5.2); None if none fits.
 
-    ``"oft"`` is returned for ``oft_blocks``/``oft_diag`` so the caller can refuse it by name.
+    ``"oft"`` covers kohya's ``oft_blocks`` (supported) and old LyCORIS ``oft_diag`` (refused when merged).
     """
     if _has(parts, "lora_up.weight", "lora_down.weight") or _has(parts, "lora_A.weight", "lora_B.weight"):
         return "lora"
@@ -86,7 +89,12 @@ def network_rank(kind: str, parts: Parts) -> int | None:
 
 
 def network_scale(kind: str, parts: Parts) -> float:
-    """``s``: the ``scale`` part, else ``alpha / dim`` when both exist, else 1.0 (A1111 ``calc_scale``)."""
+    """``s``: the ``scale`` part, else ``alpha / dim`` when both exist, else 1.0 (A1111 ``calc_scale``).
+
+    OFT forces ``s = 1`` (its ``alpha`` is the rotation constraint instead).
+    """
+    if kind == "oft":
+        return 1.0
     if "scale" in parts:
         return float(parts["scale"].item())
     dim = network_rank(kind, parts)
@@ -173,6 +181,31 @@ def _ia3(parts: Parts, weight: torch.Tensor) -> tuple[torch.Tensor, Shape]:
     return weight * w, shape
 
 
+def _oft(parts: Parts, weight: torch.Tensor) -> tuple[torch.Tensor, Shape]:
+    """Kohya OFT: Cayley rotations ``R_k = (I+Q)(I-Q)^-1``, ``Q = B - B^T`` (norm clamped to ``alpha * out``),
+    applied to the ``k``-th block of output rows as ``R_k^T W_k``; ``D = rescale * W' - W``."""
+    if "oft_blocks" not in parts or parts["oft_blocks"].ndim != 3:
+        raise NetworkError("only kohya OFT (3-D oft_blocks) is supported; old LyCORIS oft_diag and BOFT are not")
+    if "alpha" not in parts:
+        raise NetworkError("a kohya OFT module needs an 'alpha' part (the constraint on its rotations)")
+    blocks = parts["oft_blocks"]
+    count, size = int(blocks.shape[0]), int(blocks.shape[1])
+    if count * size != weight.shape[0] or blocks.shape[2] != size:
+        raise RuntimeError(f"oft_blocks {tuple(blocks.shape)} do not tile {weight.shape[0]} output rows")
+    q = blocks - blocks.transpose(1, 2)
+    constraint = float(parts["alpha"].item()) * weight.shape[0]
+    if constraint != 0:
+        norm = q.norm()
+        q = q * ((torch.clamp(norm, max=constraint) + 1e-8) / (norm + 1e-8))
+    eye = torch.eye(size, dtype=q.dtype, device=q.device)
+    rotation = (eye + q) @ torch.linalg.inv((eye - q).float()).to(q.dtype)
+    rows = weight.reshape(count, size, *weight.shape[1:])
+    merged = torch.einsum("knm,kn...->km...", rotation, rows).reshape(weight.shape)
+    if "rescale" in parts:
+        merged = parts["rescale"] * merged
+    return merged - weight, list(weight.shape)
+
+
 def _raw(kind: str, parts: Parts, weight: torch.Tensor, dyn: int | None) -> tuple[torch.Tensor, Shape, torch.Tensor | None]:
     """(D, A1111's output_shape, bias delta before the multiplier)."""
     if kind == "lora":
@@ -187,6 +220,8 @@ def _raw(kind: str, parts: Parts, weight: torch.Tensor, dyn: int | None) -> tupl
         return parts["diff"], list(parts["diff"].shape), parts.get("diff_b")
     if kind == "norm":
         return parts["w_norm"], list(parts["w_norm"].shape), parts.get("b_norm")
+    if kind == "oft":
+        return (*_oft(parts, weight), None)
     if kind == "glora":
         a1, b1, a2, b2 = (parts[k] for k in ("a1.weight", "b1.weight", "a2.weight", "b2.weight"))
         return b2 @ b1 + (weight @ a2) @ a1, [int(a1.shape[0]), int(b1.shape[1])], None
@@ -202,6 +237,30 @@ def _dora(delta: torch.Tensor, weight: torch.Tensor, dora_scale: torch.Tensor) -
     return merged * (dora_scale / norm) - weight
 
 
+def lora_factors(
+    parts: Parts, weight: torch.Tensor, multiplier: float, dyn: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(U, V)`` with ``ΔW = (U @ V).reshape(weight.shape)`` for a plain LoRA that fits ``weight``, else None.
+
+    Plain: LoRA without ``lora_mid``, ``bias`` or ``dora_scale``. ``s * m`` is folded into ``U`` (the
+    same value as A1111's ``(up @ down) * s * m`` up to float rounding, without two full-size passes),
+    so a caller can merge with one in-place ``addmm_``. Not for a 9-channel convolution (padded path).
+    """
+    if detect_type(parts) != "lora" or any(k in parts for k in ("bias", "dora_scale", "lora_mid.weight")):
+        return None
+    if weight.ndim not in (2, 4):
+        return None
+    up, down = _lora_parts(parts)
+    dtype = compute_dtype(weight)
+    up = up.to(device=weight.device, dtype=dtype).reshape(up.shape[0], -1)
+    down = down.to(device=weight.device, dtype=dtype).reshape(down.shape[0], -1)
+    if up.shape[0] != weight.shape[0] or down.shape[1] != weight[0].numel() or up.shape[1] != down.shape[0]:
+        return None  # let module_delta build A1111's shapes (and the caller report the misfit)
+    if dyn is not None:
+        up, down = up[:, :dyn], down[:dyn, :]
+    return up * (network_scale("lora", parts) * multiplier), down
+
+
 def module_delta(
     parts: Parts, weight: torch.Tensor, multiplier: float, dyn: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -215,6 +274,9 @@ def module_delta(
     kind = detect_type(parts)
     if kind is None:
         raise NetworkError(f"no network type accepts the parts {', '.join(sorted(parts))}")
+    factors = lora_factors(parts, weight, multiplier, dyn)
+    if factors is not None:
+        return (factors[0] @ factors[1]).reshape(weight.shape), None
     dtype = compute_dtype(weight)
     p = {k: v.to(device=weight.device, dtype=dtype) for k, v in parts.items()}
     w = weight.detach().to(dtype)
@@ -230,7 +292,11 @@ def module_delta(
     delta = delta * network_scale(kind, parts)  # from the file's own tensors: alpha keeps its precision
     if "dora_scale" in p:
         delta = _dora(delta, w, p["dora_scale"])
-    delta = delta * multiplier
-    if w.ndim == 4 and w.shape[1] == 9 and delta.ndim == 4 and delta.shape[1] == 4:
-        delta = torch.nn.functional.pad(delta, (0, 0, 0, 0, 0, 5))
-    return delta, bias_delta
+    return _fit(delta * multiplier, w), bias_delta
+
+
+def _fit(delta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A 4-input-channel delta on a 9-channel (inpainting) convolution, zero-padded on channels 4..8."""
+    if weight.ndim == 4 and weight.shape[1] == 9 and delta.ndim == 4 and delta.shape[1] == 4:
+        return torch.nn.functional.pad(delta, (0, 0, 0, 0, 0, 5))
+    return delta

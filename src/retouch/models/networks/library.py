@@ -27,9 +27,11 @@ from typing import Any
 from retouch.models.hashing import LORA_SHORT_HASH_LENGTH, addnet_hash, read_safetensors_metadata
 from retouch.models.networks.errors import NetworkError
 
-__all__ = ["LoraEntry", "LoraLibrary", "NETWORK_SUFFIXES"]
+__all__ = ["LoraEntry", "LoraLibrary", "NETWORK_SUFFIXES", "DEMO_LORA_DIR"]
 
 NETWORK_SUFFIXES = (".pt", ".ckpt", ".safetensors")
+#: The LoRAs built for the bundled demo model (``tools/demo/make_networks.py``).
+DEMO_LORA_DIR = Path(__file__).resolve().parents[2] / "demo" / "networks" / "lora"
 _ALWAYS_FORBIDDEN = ("none",)
 
 

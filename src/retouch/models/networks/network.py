@@ -3,8 +3,8 @@
 ``bind_network`` groups the file's keys by module (kohya: split at the first ``.``; diffusers/PEFT:
 ``<component>.<module path>.<part>``), resolves each module through ``keys.resolve``, checks that a
 network type accepts its parts, and applies A1111's all-four rule to OpenCLIP attention layers. The
-result holds the file's tensors (memory-mapped when read from a safetensors file), never a copy of
-the model's weights.
+result holds the file's tensors (fp16/bf16 ones widened to float32 once, which is exact; deltas are
+computed in float32 anyway), never a copy of the model's weights.
 """
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ class LoadedNetwork:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
+def _widened(tensor: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 file tensors as float32, once (exact), so each merge does not convert them again."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
 def _split_diffusers(key: str) -> tuple[str, str, str] | None:
     """(component, module path, part) of a diffusers/PEFT key such as ``unet.<path>.lora_A.weight``."""
     component, _, rest = key.partition(".")
@@ -96,7 +101,7 @@ def _group(tensors: Mapping[str, torch.Tensor], index: ModuleIndex) -> tuple[dic
             unmatched.append(file_key)
             continue
         key, target, is_text = found
-        groups.setdefault(key, (target, is_text, {}))[2][part] = tensor
+        groups.setdefault(key, (target, is_text, {}))[2][part] = _widened(tensor)
     return groups, unmatched, embeddings
 
 
@@ -123,8 +128,8 @@ def bind_network(
     modules, skipped = [], []
     for key, (target, is_text, parts) in groups.items():
         kind = detect_type(parts)
-        if kind is None or kind == "oft":
-            what = "OFT networks are not supported" if kind == "oft" else "no network type accepts them"
+        if kind is None or (kind == "oft" and "oft_blocks" not in parts):
+            what = "old LyCORIS OFT (oft_diag) is not supported" if kind == "oft" else "no network type accepts them"
             raise NetworkError(
                 f"network {name!r}: module {key} has parts {', '.join(sorted(parts))}; {what} "
                 f"(supported types: {', '.join(NETWORK_TYPES)})"

@@ -31,7 +31,7 @@ import torch
 
 from retouch.models.bundle import ModelBundle
 from retouch.models.loading import read_state_dict
-from retouch.models.networks.deltas import module_delta
+from retouch.models.networks.deltas import compute_dtype, lora_factors, module_delta
 from retouch.models.networks.errors import NetworkError
 from retouch.models.networks.keys import ModuleIndex, build_index, weight_of
 from retouch.models.networks.network import BoundModule, LoadedNetwork, bind_network
@@ -114,6 +114,7 @@ class NetworkPatcher:
         for item in wanted:
             if not isinstance(item, ActiveNetwork):
                 raise TypeError(f"apply() takes ActiveNetwork items; got {type(item).__name__}")
+            self._check_bound_here(item.network)
         if wanted == self._current:
             return False
         self._restore()
@@ -130,6 +131,12 @@ class NetworkPatcher:
         keep = {id(a.network) for a in wanted}
         self._loaded = {p: v for p, v in self._loaded.items() if id(v[1]) in keep}
         return True
+
+    def _check_bound_here(self, network: LoadedNetwork) -> None:
+        own = self.index.diffusers
+        for bound in network.modules:
+            if own.get(bound.target.component, {}).get(bound.target.path) is not bound.target:
+                raise NetworkError(f"network {network.name!r} was bound to another model; load it with this model's patcher")
 
     def restore(self) -> None:
         """The original weights again (same as ``apply([])``)."""
@@ -156,6 +163,12 @@ class NetworkPatcher:
         module, where = bound.target.module, f"{bound.key} ({bound.target.component}.{bound.target.path})"
         weight = weight_of(module)
         multiplier = active.te if bound.is_text else active.unet
+        if weight.dtype == compute_dtype(weight) and weight.is_contiguous():
+            factors = lora_factors(bound.parts, weight, multiplier, active.dyn)
+            if factors is not None:  # plain LoRA: W += U @ V in one pass, no full-size temporary
+                self._back_up(module, "weight")
+                weight.view(weight.shape[0], -1).addmm_(*factors)
+                return
         try:
             delta, bias_delta = module_delta(bound.parts, weight, multiplier, active.dyn)
         except RuntimeError as exc:  # a product of mismatched shapes inside the formula
@@ -168,7 +181,10 @@ class NetworkPatcher:
         if bias_delta is not None and bias_delta.shape != (weight.shape[0],):
             raise self._misfit(active, where, weight, f"its bias delta has shape {tuple(bias_delta.shape)}")
         self._back_up(module, "weight")
-        weight.copy_((weight.to(delta.dtype) + delta).to(weight.dtype))
+        if weight.dtype == delta.dtype:
+            weight.add_(delta)  # the same bits as the expression below, without a temporary
+        else:
+            weight.copy_((weight.to(delta.dtype) + delta).to(weight.dtype))
         if bias_delta is not None:
             self._back_up(module, "bias")
             bias = getattr(module, "bias", None)
