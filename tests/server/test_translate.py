@@ -232,3 +232,13 @@ def test_options_store_applies_changes_and_validates() -> None:
     with pytest.raises(ParamError, match="unsupported option"):
         store.update({"img2img_fix_steps": False, "nope": 1})
     assert store.snapshot()["img2img_fix_steps"] is True  # all or nothing
+
+
+def test_emphasis_from_override_settings_and_from_infotext() -> None:
+    """A1111's ``emphasis`` option reaches the job; an infotext's ``Emphasis`` key is restored (§2.2)."""
+    assert build(override_settings={"emphasis": "No norm"}).job.emphasis == "No norm"
+    text = "a (cat:1.2)\nSteps: 3, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 64x64, Emphasis: Ignore"
+    assert build(infotext=text).job.emphasis == "Ignore"
+    assert build().job.emphasis == "Original"
+    with pytest.raises(ParamError, match="emphasis must be one of"):
+        build(override_settings={"emphasis": "Loud"})
