@@ -9,7 +9,13 @@ lark and ftfy are imported on first use, not here.
 """
 
 from retouch.prompts.attention import BREAK, is_break, parse_attention
-from retouch.prompts.chunks import CHUNK_LENGTH, EMPHASIS_MODES, chunk_prompt, embedding_lookup, line_fragments
+from retouch.prompts.chunks import (
+    CHUNK_LENGTH,
+    EMPHASIS_MODES,
+    chunk_prompt,
+    embedding_lookup,
+    line_fragments,
+)
 from retouch.prompts.composable import multicond_prompt_list, split_and
 from retouch.prompts.networks import LORA_KINDS, LoraTag, extra_networks, lora_tag, parse_batch_extra_networks
 from retouch.prompts.normalize import normalize_text
