@@ -155,13 +155,32 @@ def test_parser_is_built_lazily_not_at_import() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def _random_prompts(n: int, seed: int) -> list[str]:
+    import random
+
+    r = random.Random(seed)
+    atoms = ["cat", " ", ", ", "(", ")", "[", "]", ":", "|", "0.5", "3", "1e1", ".5", "\\(", "\\", "\n",
+             "(red:1.2)", "[x]", ":0.2)", "::", "+2"]
+    return ["".join(r.choice(atoms) for _ in range(r.randint(1, 12))) for _ in range(n)]
+
+
 @pytest.mark.parametrize("prompt", ["a (b:1.2) c", "a [b] (c) \\[ d", "a | b ( c", "x [y] z", "[a]: b)", "((a][:b:c"])
 def test_prompts_without_edits_are_themselves(prompt: str) -> None:
-    from retouch.prompts.schedule import _parts, _tree
+    from retouch.prompts.schedule import _may_edit, _parse
 
-    assert g(prompt) == [[10, prompt]]
-    tree = _tree(prompt)  # the full parse agrees with the shortcut
-    assert tree is None or "".join(p for p in _parts(tree)) == prompt
+    assert not _may_edit(prompt) and g(prompt) == [[10, prompt]]
+    parts = _parse(prompt)  # the full parse agrees with the shortcut
+    assert parts is None or "".join(parts) == prompt
+
+
+def test_the_parser_shortcut_is_safe() -> None:
+    from retouch.prompts.schedule import _may_edit, _parse
+
+    skipped = [p for p in _random_prompts(200, 11) if not _may_edit(p)]
+    assert len(skipped) > 50
+    for prompt in skipped:
+        parts = _parse(prompt)
+        assert parts is None or all(isinstance(x, str) for x in parts) and "".join(parts) == prompt, prompt
 
 
 def test_batch_computes_identical_prompts_once_and_keeps_order() -> None:

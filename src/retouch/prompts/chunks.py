@@ -133,18 +133,18 @@ def chunk_prompt(
                 ids, weights, fixes = tail
             if len(ids) == CHUNK_LENGTH:
                 close()
-            ref = _match(lookup, tokens, position)
-            if ref is None:
+            found = _match(lookup, tokens, position)
+            if found is None:
                 ids.append(token)
                 weights.append(weight)
                 position += 1
                 continue
-            if len(ids) + ref.vectors > CHUNK_LENGTH:
+            if len(ids) + found.vectors > CHUNK_LENGTH:
                 close()
-            fixes.append((len(ids), ref.name))
-            ids += [0] * ref.vectors
-            weights += [weight] * ref.vectors
-            position += len(ref.ids)
+            fixes.append((len(ids), found.name))
+            ids += [0] * found.vectors
+            weights += [weight] * found.vectors
+            position += len(found.ids)
 
     if ids or not chunks:
         close(is_last=True)
