@@ -213,6 +213,12 @@ class JobQueue:
             except ValueError:
                 return None
 
+    def listing(self) -> tuple[Job | None, list[Job], list[Job]]:
+        """(running job, queued jobs in order, retained finished jobs newest first), one consistent view."""
+        with self._cond:
+            self._prune()
+            return self._current, list(self._queue), list(reversed(self._finished.values()))
+
     @property
     def current(self) -> Job | None:
         return self._current
@@ -237,19 +243,21 @@ class JobQueue:
                 job.version += 1
             return job
 
-    def interrupt(self) -> bool:
-        """Interrupt the running job (it returns its partial images); False when idle."""
+    def interrupt(self, job_id: str | None = None) -> bool:
+        """Interrupt the running job (it returns its partial images); False when idle, or when
+        ``job_id`` is given and is not the running job."""
         job = self._current
-        if job is None:
+        if job is None or job_id is not None and job.id != job_id:
             return False
         job.interrupted = True
         job.version += 1
         return True
 
-    def skip(self) -> bool:
-        """End the running job's current batch; later batches still run. False when idle."""
+    def skip(self, job_id: str | None = None) -> bool:
+        """End the running job's current batch; later batches still run. False when idle, or when
+        ``job_id`` is given and is not the running job."""
         job = self._current
-        if job is None:
+        if job is None or job_id is not None and job.id != job_id:
             return False
         job.request_skip()
         return True
