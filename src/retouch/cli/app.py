@@ -138,8 +138,11 @@ def _serve(
         int | None, typer.Option("--threads", help="CPU threads (default: one per core).")
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    webui: Annotated[
+        bool, typer.Option("--webui/--no-webui", help="Serve the web page at / (--no-webui: API only).")
+    ] = True,
 ) -> None:
-    """Serve the A1111-compatible HTTP API (/sdapi/v1) and the job API (/api/v1/jobs)."""
+    """Serve the A1111-compatible HTTP API (/sdapi/v1), the job API (/api/v1/jobs) and the web page (/)."""
     try:
         from retouch.server.app import serve
     except ImportError as exc:
@@ -158,6 +161,7 @@ def _serve(
             device=device,
             log_level=log_level,
             threads=threads,
+            webui=webui,
         )
     except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from None
