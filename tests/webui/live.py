@@ -23,13 +23,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(engine: Any, **config: Any) -> Iterator[str]:
-    """Serve ``create_app(engine=engine)`` on 127.0.0.1 until the block ends; yields the base URL."""
+def live_server(engine: Any, routers: tuple[Any, ...] = (), **config: Any) -> Iterator[str]:
+    """Serve ``create_app(engine=engine)`` (plus ``routers``) on 127.0.0.1 until the block ends;
+    yields the base URL."""
     import uvicorn
 
     from retouch.server import ServerConfig, create_app
 
     app = create_app(engine=engine, config=ServerConfig(**config))
+    for router in routers:
+        app.include_router(router)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="retouch-test-server", daemon=True)

@@ -43,14 +43,14 @@ def results(page: Any) -> int:
 
 def generate(page: Any, *, press_enter_in: str | None = None) -> None:
     """Generate and wait until the job's card is final and (when it succeeded) its images are shown."""
-    before = page.locator("#jobs li").count()
+    before = page.locator("#jobs li.job").count()
     if press_enter_in:
         page.focus(press_enter_in)
         page.keyboard.press("Enter")
     else:
         page.click("#generate")
-    page.wait_for_function(f"document.querySelectorAll('#jobs li').length > {before}")
-    page.wait_for_selector("#jobs li:first-child[data-status=done], #jobs li:first-child[data-status=failed]",
+    page.wait_for_function(f"document.querySelectorAll('#jobs li.job').length > {before}")
+    page.wait_for_selector("#jobs li.job:first-child[data-status=done], #jobs li.job:first-child[data-status=failed]",
                            timeout=120_000)
 
 

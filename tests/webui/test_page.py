@@ -106,7 +106,7 @@ def test_interrupt_stops_the_job_and_shows_its_partial_image(
         set_field(page, "steps", 20)
         set_field(page, "denoising_strength", 1)
         page.click("#generate")
-        card = page.locator("#jobs li").first
+        card = page.locator("#jobs li.job").first
         card.locator(".job-status", has_text="step 2/20").wait_for()
         card.locator(".job-interrupt").click()
         card.locator(".job-status", has_text="interrupting").wait_for()
@@ -175,7 +175,7 @@ def test_a_bad_value_shows_the_api_message_at_its_field(
     error.wait_for()
     assert error.inner_text() == detail and detail.startswith("steps must be in [1, ")
     assert page.evaluate("document.activeElement.id") == "f-steps"  # focus goes to the field
-    assert page.locator("#jobs li").count() == 0
+    assert page.locator("#jobs li.job").count() == 0
     set_field(page, "steps", 2)
     generate(page)
     assert page.locator("#f-steps-error").is_hidden()

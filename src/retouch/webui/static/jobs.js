@@ -163,6 +163,7 @@ export class JobList {
     }
     job.card.dataset.status = view.status;
     job.bar.value = 1;
+    api("/api/v1/jobs").then((listing) => this._summarise(listing), () => {});
     const took = view.started && view.finished ? ` in ${seconds(view.finished - view.started) || "0 s"}` : "";
     if (view.status === "done") {
       job.status.textContent = `${view.interrupted ? "interrupted, partial result" : "done"}${took}`;
