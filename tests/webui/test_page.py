@@ -8,7 +8,9 @@ API's message appears at the field it names, the page stays on 127.0.0.1 and fit
 from __future__ import annotations
 
 import io
+import json
 import threading
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,28 +80,59 @@ def test_soft_brush_submits_grey_levels_and_hard_brush_almost_none(
 
 
 class Gate:
-    """An engine that holds at step 2 until released (so a test can interrupt a job mid-run)."""
+    """An engine that holds at each step in ``at`` until that step is released (so a test can act at
+    a known point inside a job)."""
 
-    def __init__(self, inner: Engine) -> None:
+    def __init__(self, inner: Engine, at: tuple[int, ...] = (2,)) -> None:
         self.inner, self.model, self.preview = inner, inner.model, inner.preview
-        self.go = threading.Event()
+        self.gates = {step: threading.Event() for step in at}
         self.steps: list[int] = []
+
+    def release(self, step: int = 2) -> None:
+        self.gates[step].set()
 
     def run(self, job: Any, on_step: Any = None, **kwargs: Any) -> Any:
         def step(info: Any) -> None:
             self.steps.append(info.step)
             if on_step is not None:
                 on_step(info)
-            if info.step == 2:
-                assert self.go.wait(60), "the test never released the gate"
+            if info.step in self.gates:
+                assert self.gates[info.step].wait(60), "the test never released the gate"
 
         return self.inner.run(job, on_step=step, **kwargs)
+
+
+def test_a_running_job_shows_its_live_preview(
+    engine: Engine, open_page: Callable[..., Page], tmp_path: Path
+) -> None:
+    gate = Gate(engine, at=(2, 5))
+    with live_server(gate) as url:
+        page = open_page(url).page
+        open_image(page, gradient_png(tmp_path / "in.png"))
+        set_field(page, "steps", 8)
+        set_field(page, "denoising_strength", 1)
+        page.click("#group-more summary")
+        set_field(page, "override_settings.show_progress_every_n_steps", 1)
+        page.click("#generate")
+        card = page.locator("#jobs li.job").first
+        card.locator(".job-status", has_text="step 2/8").wait_for()
+        # Ask for a preview here too, so that step 3 decodes one whatever the page's timing.
+        listing = json.loads(urllib.request.urlopen(f"{url}/api/v1/jobs").read())
+        urllib.request.urlopen(f"{url}/api/v1/jobs/{listing['jobs'][0]['id']}/preview").read()
+        gate.release(2)
+        card.locator(".job-status", has_text="step 5/8").wait_for()
+        card.locator(".job-preview").wait_for(state="visible")
+        assert card.get_attribute("data-status") == "running"
+        src = card.locator(".job-preview").get_attribute("src")
+        assert src.startswith("blob:") and card.locator(".job-preview").evaluate("(i) => i.naturalWidth") == 64
+        gate.release(5)
+        card.locator(".job-status", has_text="done").wait_for()
 
 
 def test_interrupt_stops_the_job_and_shows_its_partial_image(
     engine: Engine, open_page: Callable[..., Page], tmp_path: Path
 ) -> None:
-    gate = Gate(engine)
+    gate = Gate(engine, at=(2,))
     with live_server(gate) as url:
         page = open_page(url).page
         open_image(page, gradient_png(tmp_path / "in.png"))
@@ -110,7 +143,7 @@ def test_interrupt_stops_the_job_and_shows_its_partial_image(
         card.locator(".job-status", has_text="step 2/20").wait_for()
         card.locator(".job-interrupt").click()
         card.locator(".job-status", has_text="interrupting").wait_for()
-        gate.go.set()
+        gate.release(2)
         card.locator(".job-status", has_text="interrupted, partial result").wait_for()
         figure = page.locator("#gallery figure").first
         assert figure.locator(".badge").inner_text() == "interrupted: partial image"
@@ -194,6 +227,29 @@ def test_every_request_stays_on_this_server(server: str, open_page: Callable[...
     assert any("/events" in path for path in paths) and any(path.endswith(".js") for path in paths)
     external = [r.url for r in p.requests if not r.url.startswith((server, "data:", "blob:"))]
     assert external == []
+
+
+def test_result_actions_download_reuse_seed_and_send_to_input(
+    server: str, open_page: Callable[..., Page], tmp_path: Path
+) -> None:
+    page = open_page(server).page
+    open_image(page, gradient_png(tmp_path / "in.png", 96, 64))
+    set_field(page, "steps", 2)
+    set_field(page, "seed", -1)
+    generate(page)
+    figure = page.locator("#gallery figure").first
+    download = image_of(figure.locator("a", has_text="Download PNG").get_attribute("href"))
+    seed = int(download.info["parameters"].split("Seed: ", 1)[1].split(",", 1)[0])
+    assert seed >= 0  # a random seed was drawn, and the PNG carries its infotext
+    figure.locator("button", has_text=f"Reuse seed {seed}").click()
+    assert page.input_value("#f-seed") == str(seed)
+    page.click("#clear-mask")
+    figure.locator("button", has_text="Send to input").click()
+    page.locator("#notice", has_text="Input: a result").wait_for()
+    shown = page.locator("#image-canvas").evaluate(
+        "(c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)")
+    pixels = np.asarray(shown, dtype=np.uint8).reshape(64, 96, 4)[..., :3]
+    assert np.array_equal(pixels, np.asarray(download.convert("RGB")))  # the result is the new input
 
 
 def test_the_page_fits_a_phone(server: str, open_page: Callable[..., Page], tmp_path: Path) -> None:

@@ -168,8 +168,8 @@ async function generate(event) {
     await jobs.submit(body, `${mask ? "inpaint" : "img2img"}: ${label}`);
   } catch (err) {
     if (!(err instanceof ApiError)) { formError(`The server cannot be reached: ${err.message}`); return; }
-    const at = form.showError(err.detail);
-    formError(`${err.status}: ${err.detail}${at.length ? "" : ""}`);
+    form.showError(err.detail);
+    formError(`${err.status}: ${err.detail}`);
   }
 }
 
@@ -204,7 +204,6 @@ async function main() {
     $("model-name").textContent = model?.model_name ?? "?";
     $("model-hash").textContent = model?.hash ? `[${model.hash}]` : "";
     $("model-name").title = model?.title ?? "";
-    form.onChange = () => {};
     showInput();
     await loadNetworks(() => document.querySelector('textarea[name="prompt"]'));
     await jobs.resume();
