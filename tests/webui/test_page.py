@@ -141,14 +141,24 @@ def test_interrupt_stops_the_job_and_shows_its_partial_image(
         page.click("#generate")
         card = page.locator("#jobs li.job").first
         card.locator(".job-status", has_text="step 2/20").wait_for()
+        set_field(page, "steps", 3)
+        page.click("#generate")  # a second job waits behind the first, visible with its place
+        waiting = page.locator("#jobs li.job").first
+        waiting.locator(".job-status", has_text="queued, position 1").wait_for()
+        page.locator("#queue-summary", has_text="1 running · 1 waiting").wait_for()
+        card = page.locator("#jobs li.job").nth(1)
         card.locator(".job-interrupt").click()
         card.locator(".job-status", has_text="interrupting").wait_for()
         gate.release(2)
         card.locator(".job-status", has_text="interrupted, partial result").wait_for()
-        figure = page.locator("#gallery figure").first
+        figure = page.locator("#gallery figure[data-job]").last
         assert figure.locator(".badge").inner_text() == "interrupted: partial image"
-        assert latest_result(page).size == (64, 64)
-        assert max(gate.steps) <= 3  # stopped within one step, not after all 20
+        assert image_of(figure.locator("img").get_attribute("src")).size == (64, 64)
+        first = gate.steps[: next((i for i in range(1, len(gate.steps)) if gate.steps[i] <= gate.steps[i - 1]),
+                                  len(gate.steps))]
+        assert max(first) <= 3  # the first job stopped within one step, not after all 20
+        waiting.locator(".job-status", has_text="done").wait_for()
+        assert page.locator("#gallery figure .badge").count() == 1  # the second job ran in full
 
 
 def test_a_dropped_png_restores_its_settings(server: str, open_page: Callable[..., Page], tmp_path: Path) -> None:

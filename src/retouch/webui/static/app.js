@@ -32,6 +32,7 @@ function formError(text) {
 
 const editor = new MaskEditor({
   stage: $("stage"), box: $("canvas-box"), imageCanvas: $("image-canvas"), overlayCanvas: $("overlay-canvas"),
+  cursor: $("brush-cursor"),
 });
 const form = new SettingsForm($("form"), $("groups"), $("group-prompt"));
 const gallery = new Gallery($("gallery"), $("gallery-empty"), {

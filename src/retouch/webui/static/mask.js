@@ -26,9 +26,9 @@ export function loadImage(src) {
 }
 
 export class MaskEditor extends EventTarget {
-  constructor({ stage, box, imageCanvas, overlayCanvas }) {
+  constructor({ stage, box, imageCanvas, overlayCanvas, cursor }) {
     super();
-    Object.assign(this, { stage, box, imageCanvas, overlayCanvas });
+    Object.assign(this, { stage, box, imageCanvas, overlayCanvas, cursor });
     this.size = 32;
     this.hardness = 0.5;
     this.tool = "brush";
@@ -130,6 +130,7 @@ export class MaskEditor extends EventTarget {
       event.preventDefault();
     });
     target.addEventListener("pointermove", (event) => {
+      this._cursor(event);
       if (pan) {
         this.stage.scrollLeft = pan.left - (event.clientX - pan.x);
         this.stage.scrollTop = pan.top - (event.clientY - pan.y);
@@ -147,6 +148,7 @@ export class MaskEditor extends EventTarget {
       last = null;
       this._commit();
     };
+    target.addEventListener("pointerleave", () => { if (this.cursor) this.cursor.hidden = true; });
     target.addEventListener("pointerup", end);
     target.addEventListener("pointercancel", end);
     this.stage.addEventListener("wheel", (event) => {
@@ -154,6 +156,18 @@ export class MaskEditor extends EventTarget {
       event.preventDefault();
       this.setZoom(this.zoom * (event.deltaY < 0 ? 1.25 : 0.8));
     }, { passive: false });
+  }
+
+  /** The brush outline under the pointer, at the brush's size on screen. */
+  _cursor(event) {
+    if (!this.cursor) return;
+    const rect = this.overlayCanvas.getBoundingClientRect();
+    const d = (this.size * rect.width) / this.overlayCanvas.width;
+    this.cursor.hidden = this.tool === "pan";
+    Object.assign(this.cursor.style, {
+      width: `${d}px`, height: `${d}px`,
+      left: `${event.clientX - rect.left - d / 2}px`, top: `${event.clientY - rect.top - d / 2}px`,
+    });
   }
 
   _commit() {
