@@ -113,3 +113,26 @@ def test_skip_ends_the_current_batch_only(make_client: Any, engine: Engine) -> N
     batch0 = [s for j, s in gated.steps if j == 0]
     batch1 = [s for j, s in gated.steps if j == 1]
     assert max(batch0) <= 3 and max(batch1) == 10
+
+
+def test_a_finished_job_is_no_longer_current_even_before_the_worker_retires_it() -> None:
+    from retouch.server.jobs import JobQueue
+
+    queue = JobQueue(lambda job: "result")
+    seen: dict[str, Any] = {}
+
+    def on_done(_: Any) -> None:  # runs in the worker, between finishing the job and retiring it
+        seen["current"] = queue.current
+        seen["listing"] = queue.listing()
+        seen["interrupt"] = queue.interrupt(job.id)
+
+    job = queue.submit("payload", job_count=1)
+    job.future.add_done_callback(on_done)  # registered before the worker can run the job
+    queue.start()
+    try:
+        assert job.future.result(10) == "result"
+    finally:
+        queue.stop()
+    assert seen["current"] is None and seen["interrupt"] is False
+    running, queued, finished = seen["listing"]
+    assert running is None and queued == [] and finished == [job]
