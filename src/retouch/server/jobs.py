@@ -219,7 +219,9 @@ class JobQueue:
             self._prune()
             current, finished = self._current, list(reversed(self._finished.values()))
             if current is not None and current.is_finished:  # finished, not yet retired by the worker
-                current, finished = None, [current, *finished] if current.retain else finished
+                if current.retain:
+                    finished.insert(0, current)
+                current = None
             return current, list(self._queue), finished
 
     @property
