@@ -78,7 +78,7 @@ def test_serve_passes_options_through(cli: Callable[..., Run], monkeypatch: pyte
     monkeypatch.setattr(server_app, "serve", lambda **kwargs: seen.update(kwargs))
     run = cli(
         "serve", "--model", "m.safetensors", "--port", "9999", "--api-auth", "u:p", "--precision", "fp32",
-        "--threads", "1",
+        "--threads", "1", "--no-webui",
     )
     assert run.code == 0, run.err
     assert seen == {
@@ -91,6 +91,7 @@ def test_serve_passes_options_through(cli: Callable[..., Run], monkeypatch: pyte
         "device": None,
         "log_level": "info",
         "threads": 1,
+        "webui": False,
     }
 
 

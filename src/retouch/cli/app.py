@@ -195,8 +195,11 @@ def _serve(
     embeddings_dir: Annotated[
         Path | None, typer.Option("--embeddings-dir", help="Folder of textual-inversion embeddings.")
     ] = None,
+    webui: Annotated[
+        bool, typer.Option("--webui/--no-webui", help="Serve the web page at / (--no-webui: API only).")
+    ] = True,
 ) -> None:
-    """Serve the A1111-compatible HTTP API (/sdapi/v1) and the job API (/api/v1/jobs)."""
+    """Serve the A1111-compatible HTTP API (/sdapi/v1), the job API (/api/v1/jobs) and the web page (/)."""
     try:
         from retouch.server.app import serve
     except ImportError as exc:
@@ -215,6 +218,7 @@ def _serve(
             device=device,
             log_level=log_level,
             threads=threads,
+            webui=webui,
             **({} if styles_file is None else {"styles_file": str(styles_file)}),
             **{k: v for k, v in (("lora_dir", lora_dir), ("embeddings_dir", embeddings_dir)) if v is not None},
         )

@@ -3,7 +3,8 @@
 ``create_app`` takes a model path (loaded in the lifespan, never at import), a loaded
 :class:`~retouch.models.bundle.ModelBundle` (tests inject ``retouch.testing.tiny_model()``), or a ready
 engine. ``serve`` is what ``retouch serve`` calls. Routes: A1111's ``/sdapi/v1/*`` (spec §5) and our
-``/api/v1/jobs`` job API; HTTP Basic auth and the body-size limit wrap every route.
+``/api/v1/jobs`` job API (and ``/api/v1/fields``), plus the web page at ``/`` unless ``webui=False``;
+HTTP Basic auth and the body-size limit wrap every route, the page included.
 """
 
 from __future__ import annotations
@@ -48,13 +49,16 @@ def create_app(
     config: ServerConfig | None = None,
     device: str | None = None,
     precision: str = "auto",
+    webui: bool = True,
 ) -> FastAPI:
     """Build the app. ``model``: a checkpoint path or name for ``load_model`` (e.g. "demo"), or a
     loaded ModelBundle; ``engine`` replaces both (anything with ``model`` and ``Engine.run``'s
-    signature). Nothing is loaded until the app starts (its lifespan)."""
+    signature). ``webui``: serve the page at ``/`` (:mod:`retouch.webui`). Nothing is loaded until
+    the app starts (its lifespan)."""
     from retouch.server.a1111.networks import router as networks_router
     from retouch.server.a1111.routes import router as a1111_router
     from retouch.server.a1111.schemas import Img2ImgRequest
+    from retouch.server.api.fields import router as fields_router
     from retouch.server.api.routes import router as jobs_router
 
     cfg = config or ServerConfig()
@@ -79,6 +83,11 @@ def create_app(
     app.include_router(a1111_router)
     app.include_router(networks_router)
     app.include_router(jobs_router)
+    app.include_router(fields_router)
+    if webui:
+        from retouch.webui import mount_webui
+
+        mount_webui(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=cfg.max_body_bytes)
     if cfg.api_auth:
         app.add_middleware(BasicAuthMiddleware, credentials=cfg.api_auth)
@@ -97,6 +106,7 @@ def serve(
     threads: int | None = None,
     lora_dir: str | os.PathLike[str] | None = None,
     embeddings_dir: str | os.PathLike[str] | None = None,
+    webui: bool = True,
     **limits: Any,
 ) -> None:
     """Load ``model`` and serve the API with uvicorn until interrupted (``retouch serve``).
@@ -106,8 +116,9 @@ def serve(
     ``max_output_pixels``, ``max_body_bytes``, ``result_ttl_s``, ``max_results``, ``max_job_seconds``,
     ``styles_file``);
     an unknown name raises TypeError, a bad value ValueError. ``lora_dir``/``embeddings_dir``: the
-    folders that ``<lora:...>`` tags and embedding names in prompts refer to. ``threads``: torch's CPU threads for the
-    process (``runtime.set_threads``; default one per core). The model is loaded here, before the port
+    folders that ``<lora:...>`` tags and embedding names in prompts refer to. ``threads``: torch's CPU
+    threads for the process (``runtime.set_threads``; default one per core). ``webui=False`` serves the
+    API only. The model is loaded here, before the port
     is bound, so a bad path fails at once with the loader's own error (FileNotFoundError/ValueError)
     instead of a server that starts and dies.
     """
@@ -126,5 +137,5 @@ def serve(
     log.info("loading model %s", model)
     engine = Engine(load_model(model), device=device, precision=precision, lora_dir=lora_dir,
                     embeddings_dir=embeddings_dir)
-    app = create_app(engine=engine, config=config)
+    app = create_app(engine=engine, config=config, webui=webui)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

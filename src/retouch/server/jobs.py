@@ -215,9 +215,23 @@ class JobQueue:
             except ValueError:
                 return None
 
+    def listing(self) -> tuple[Job | None, list[Job], list[Job]]:
+        """(running job, queued jobs in order, retained finished jobs newest first), one consistent view."""
+        with self._cond:
+            self._prune()
+            current, finished = self._current, list(reversed(self._finished.values()))
+            if current is not None and current.is_finished:  # finished, not yet retired by the worker
+                if current.retain:
+                    finished.insert(0, current)
+                current = None
+            return current, list(self._queue), finished
+
     @property
     def current(self) -> Job | None:
-        return self._current
+        """The running job; None when idle or once it has finished (its waiting client may already
+        have its answer while the worker is still retiring it)."""
+        job = self._current
+        return job if job is not None and not job.is_finished else None
 
     @property
     def queued(self) -> int:
@@ -239,19 +253,21 @@ class JobQueue:
                 job.version += 1
             return job
 
-    def interrupt(self) -> bool:
-        """Interrupt the running job (it returns its partial images); False when idle."""
-        job = self._current
-        if job is None:
+    def interrupt(self, job_id: str | None = None) -> bool:
+        """Interrupt the running job (it returns its partial images); False when idle, or when
+        ``job_id`` is given and is not the running job."""
+        job = self.current
+        if job is None or job_id is not None and job.id != job_id:
             return False
         job.interrupted = True
         job.version += 1
         return True
 
-    def skip(self) -> bool:
-        """End the running job's current batch; later batches still run. False when idle."""
-        job = self._current
-        if job is None:
+    def skip(self, job_id: str | None = None) -> bool:
+        """End the running job's current batch; later batches still run. False when idle, or when
+        ``job_id`` is given and is not the running job."""
+        job = self.current
+        if job is None or job_id is not None and job.id != job_id:
             return False
         job.request_skip()
         return True

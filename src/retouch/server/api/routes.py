@@ -3,7 +3,10 @@
 ``POST /api/v1/jobs`` takes the A1111 img2img body and answers 202 with the job id at once;
 ``GET /api/v1/jobs/{id}`` gives status, queue position, progress (spec §5.6 formula) and, when done,
 the same body ``/sdapi/v1/img2img`` returns; ``DELETE`` cancels a queued or running job;
-``GET /api/v1/jobs/{id}/events`` streams the job's state as server-sent events until it finishes.
+``GET /api/v1/jobs/{id}/events`` streams the job's state as server-sent events until it finishes;
+``GET /api/v1/jobs`` lists the running, queued and retained jobs; ``GET /api/v1/jobs/{id}/preview``
+is the running job's latest live preview (PNG); ``POST /api/v1/jobs/{id}/interrupt`` and ``.../skip``
+act on that job only (A1111's ``/sdapi/v1/interrupt`` acts on whichever job runs).
 Finished jobs are kept for ``result_ttl_s`` seconds and at most ``max_results`` of them.
 """
 
@@ -13,10 +16,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from retouch.formats.images import encode_png
 from retouch.server.a1111.routes import get_state, submit
 from retouch.server.a1111.schemas import ErrorResponse, Img2ImgResponse
 from retouch.server.api.schemas import JobRequest
@@ -89,6 +94,25 @@ async def create_job(req: JobRequest, state: ServerState = Depends(get_state)) -
     return JobCreated(id=job.id, status=job.status.value, queue_position=state.queue.position(job))
 
 
+class JobList(BaseModel):
+    """All jobs this server knows: the running one, the queued ones in order (queue_position 0, 1,
+    ...), then the retained finished ones, newest first; without their result bodies."""
+
+    jobs: list[JobView]
+    running: int
+    queued: int
+
+
+@router.get("", response_model=JobList)
+async def list_jobs(state: ServerState = Depends(get_state)) -> JobList:
+    """The queue: running, queued and retained finished jobs (fetch a result with ``GET /{id}``)."""
+    current, queued, finished = state.queue.listing()
+    views = [view(current, None, with_result=False)] if current is not None else []
+    views += [view(job, i, with_result=False) for i, job in enumerate(queued)]
+    views += [view(job, None, with_result=False) for job in finished]
+    return JobList(jobs=views, running=int(current is not None), queued=len(queued))
+
+
 @router.get("/{job_id}", response_model=JobView)
 async def get_job(job_id: str, state: ServerState = Depends(get_state)) -> JobView:
     job = _find(state, job_id)
@@ -126,3 +150,49 @@ async def job_events(job_id: str, state: ServerState = Depends(get_state)) -> St
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(_events(state, job, 0.05), media_type="text/event-stream", headers=headers)
 
+
+
+@router.get(
+    "/{job_id}/preview", response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "the latest preview"},
+               204: {"description": "no preview yet"}},
+)
+async def job_preview(job_id: str, state: ServerState = Depends(get_state)) -> Response:
+    """The running job's latest live preview as a PNG, or 204 when none is decoded yet. Each call
+    asks for the next one, decoded once ``show_progress_every_n_steps`` more steps have run; a
+    finished job has none (its images are in its result)."""
+    job = _find(state, job_id)
+    if job.status is JobStatus.RUNNING:
+        job.preview_wanted = True
+    preview = job.preview
+    if preview is None:
+        return Response(status_code=204, headers={"Cache-Control": "no-store"})
+    data = await run_in_threadpool(encode_png, preview, None)
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _running(state: ServerState, job_id: str, action: str) -> Job:
+    job = _find(state, job_id)
+    if job.status is not JobStatus.RUNNING:
+        hint = "; DELETE cancels a queued job" if job.status is JobStatus.QUEUED else ""
+        raise HTTPException(409, f"cannot {action} job {job_id!r}: it is {job.status.value}, not running{hint}")
+    return job
+
+
+@router.post("/{job_id}/interrupt", response_model=JobView)
+async def interrupt_job(job_id: str, state: ServerState = Depends(get_state)) -> JobView:
+    """Stop this job within one sampler step; it finishes as done with its partial images
+    (409 when it is not running)."""
+    job = _running(state, job_id, "interrupt")
+    if not state.queue.interrupt(job_id):
+        raise HTTPException(409, f"cannot interrupt job {job_id!r}: it finished meanwhile")
+    return view(job, None, with_result=False)
+
+
+@router.post("/{job_id}/skip", response_model=JobView)
+async def skip_job(job_id: str, state: ServerState = Depends(get_state)) -> JobView:
+    """End this job's current batch (its later batches still run; 409 when it is not running)."""
+    job = _running(state, job_id, "skip")
+    if not state.queue.skip(job_id):
+        raise HTTPException(409, f"cannot skip in job {job_id!r}: it finished meanwhile")
+    return view(job, None, with_result=False)
