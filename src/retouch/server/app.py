@@ -9,7 +9,7 @@ engine. ``serve`` is what ``retouch serve`` calls. Routes: A1111's ``/sdapi/v1/*
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -47,10 +47,12 @@ def create_app(
     config: ServerConfig | None = None,
     device: str | None = None,
     precision: str = "auto",
+    state_factory: Callable[[ServerConfig], ServerState] | None = None,
 ) -> FastAPI:
     """Build the app. ``model``: a checkpoint path or name for ``load_model`` (e.g. "demo"), or a
     loaded ModelBundle; ``engine`` replaces both (anything with ``model`` and ``Engine.run``'s
-    signature). Nothing is loaded until the app starts (its lifespan)."""
+    signature); ``state_factory`` replaces all three (``retouch.scale`` builds a cluster-backed state).
+    Nothing is loaded until the app starts (its lifespan)."""
     from retouch.server.a1111.routes import router as a1111_router
     from retouch.server.a1111.schemas import Img2ImgRequest
     from retouch.server.api.routes import router as jobs_router
@@ -59,7 +61,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = ServerState(_make_engine(model, engine, device, precision), cfg)
+        if state_factory is not None:
+            state = state_factory(cfg)
+        else:
+            state = ServerState(_make_engine(model, engine, device, precision), cfg)
         state.start()
         app.state.server = state
         try:

@@ -153,8 +153,10 @@ async def schedulers() -> list[SchedulerItem]:
 
 @router.get("/sd-models", response_model=list[SDModelItem])
 async def sd_models(state: ServerState = Depends(get_state)) -> list[SDModelItem]:
-    m = state.model
-    return [SDModelItem(title=m.title, model_name=m.model_name, hash=m.hash, sha256=None, filename=m.filename)]
+    return [
+        SDModelItem(title=m.title, model_name=m.model_name, hash=m.hash, sha256=None, filename=m.filename)
+        for m in state.models
+    ]
 
 
 @router.get("/options")
