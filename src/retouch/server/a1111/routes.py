@@ -48,7 +48,7 @@ async def submit(state: ServerState, req: Img2ImgRequest, *, retain: bool) -> Jo
     """Check ``req`` (off the event loop: it decodes images) and queue it; 422/429 on failure."""
     state.queue.check_room()  # a full queue answers 429 before any image is decoded
     sub: Submission = await run_in_threadpool(
-        build_submission, req, state.options.snapshot(), state.config, state.model.names
+        build_submission, req, state.options.snapshot(), state.config, state.options.model_names
     )
     try:
         return state.queue.submit(sub, job_count=sub.job.n_iter, job_id=req.force_task_id, retain=retain)
