@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ class BatchWorker:
             lines = io.StringIO()
             progress = Progress(1, self.parts[4], out=lines, err=io.StringIO(), tty=False)
             run = BatchRun(*self.parts, BatchReport(), progress, StopFlag())
-            run.process(lambda p=progress: load_engine(self.session, self.parts[0], p), Path(path))
+            run.process(partial(load_engine, self.session, self.parts[0], progress), Path(path))
             out["path"].append(path)
             out["done"].append(bool(run.report.done))
             out["images"].append(run.report.images)

@@ -70,11 +70,11 @@ def build_app(settings: ClusterSettings) -> Any:
     from ray import serve
 
     resources = {"num_cpus": settings.cpus_per_replica, "num_gpus": settings.gpus_per_replica}
-    model = serve.deployment(
+    model: Any = serve.deployment(
         worker_class(settings.models_per_replica), name="RetouchModel", max_ongoing_requests=1,
         ray_actor_options=resources, **_scaling(settings),
     )
-    ingress = serve.deployment(
+    ingress: Any = serve.deployment(
         _ingress_class(), name="RetouchIngress", num_replicas=settings.ingress_replicas,
         max_ongoing_requests=max(256, 4 * settings.max_active), ray_actor_options={"num_cpus": 0},
     )

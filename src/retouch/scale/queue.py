@@ -35,7 +35,7 @@ class MirrorJob(Job):
     """A board snapshot as a :class:`Job` for the routes; asking for a preview tells the board."""
 
     def __init__(self, board: Any, snap: Snapshot) -> None:
-        self._board = None
+        self._board: Any = None
         super().__init__(None, job_count=snap["job_count"], job_id=snap["id"], retain=snap["retain"])
         self._board = board
         self.apply(snap)

@@ -27,7 +27,7 @@ class BoardJob(Job):
     """A job whose control flags and progress are kept on the board actor (one call per step)."""
 
     def __init__(self, board: Any, job_id: str, payload: Submission, job_count: int) -> None:
-        self._board = None
+        self._board: Any = None
         super().__init__(payload, job_count=job_count, job_id=job_id)
         self._board = board
         self.status = JobStatus.RUNNING
@@ -36,7 +36,7 @@ class BoardJob(Job):
         import ray
 
         super().on_step(job_no, job_count, step, steps)
-        flags = ray.get(self._board.step.remote(self.id, job_no, job_count, step, steps))
+        flags: dict[str, bool] = ray.get(self._board.step.remote(self.id, job_no, job_count, step, steps))
         self.interrupted, self.cancel_requested = flags["interrupted"], flags["cancel"]
         self._skip_pending = self._skip_pending or flags["skip"]
         self.preview_wanted = flags["preview"]
