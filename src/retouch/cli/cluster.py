@@ -36,10 +36,13 @@ def pop_ray_options(opts: dict[str, Any]) -> dict[str, Any]:
     return {name: opts.pop(name) for name in list(opts) if name in _NAMES}
 
 
-def _scale(module: str) -> Any:
-    try:
-        from retouch.scale.cluster import require_ray
+def _scale(module: str, address: str | None) -> Any:
+    """``retouch.scale.<module>``, or the one-line error naming the extra."""
+    from retouch.scale.cluster import prefer_loopback, require_ray
 
+    if address is None:  # a local cluster: loopback only, decided before Ray is imported
+        prefer_loopback()
+    try:
         require_ray()
     except ImportError as exc:
         raise CliError(str(exc).split(" (")[0], EXIT_FAILED) from None
@@ -50,7 +53,7 @@ def _scale(module: str) -> Any:
 
 def serve_on_ray(models: list[str], host: str, port: int, server: dict[str, Any], ray: dict[str, Any]) -> None:
     """``retouch serve --ray``: the settings from the command line, then :func:`serve_cluster`."""
-    deploy = _scale("deploy")
+    deploy = _scale("deploy", ray["address"])
     from retouch.scale.settings import ClusterSettings
     from retouch.server.config import ServerConfig, parse_api_auth
 
@@ -64,14 +67,14 @@ def serve_on_ray(models: list[str], host: str, port: int, server: dict[str, Any]
             device=server["device"], threads=server["threads"], server=config,
         )
         deploy.serve_cluster(settings, host, port, address=ray["address"])
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         raise CliError(str(exc)) from None
 
 
 def batch_on_ray(session: Any, settings: Any, input_dir: Path, outdir: Path, mask_dir: Path | None,
                  mask: Path | None, ray: dict[str, Any]) -> int:
     """``retouch batch --ray``: :func:`retouch.scale.batch.run_batch_ray`."""
-    batch = _scale("batch")
+    batch = _scale("batch", ray["address"])
     opts = batch.RayBatchOptions(
         address=ray["address"], replicas=ray["replicas"], cpus_per_replica=ray["cpus_per_replica"],
         gpus_per_replica=ray["gpus_per_replica"],

@@ -17,10 +17,15 @@ from typing import Any
 
 from retouch.scale.settings import ClusterSettings
 
-__all__ = ["RAY_MISSING", "require_ray", "ray_session", "runtime_env", "board_actor"]
+__all__ = ["RAY_MISSING", "require_ray", "prefer_loopback", "ray_session", "runtime_env", "board_actor", "drop_board"]
 
 RAY_MISSING = "Ray is not installed; install the extra with: pip install 'retouch[ray]'"
 _LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def prefer_loopback() -> None:
+    """Make a local Ray node take 127.0.0.1 (call before Ray is imported; a value the user set wins)."""
+    os.environ.setdefault(_LOOPBACK_SWITCH, "0")
 
 
 def require_ray() -> None:
@@ -50,7 +55,7 @@ def ray_session(
     cluster on loopback (``num_cpus``, logs under ``temp_dir``); yields whether it started Ray, and
     shuts down only what it started."""
     if address is None:
-        os.environ.setdefault(_LOOPBACK_SWITCH, "0")
+        prefer_loopback()
     require_ray()
     import ray
 
