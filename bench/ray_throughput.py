@@ -37,13 +37,15 @@ RUN = "import sys; from retouch.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def cpu_name() -> str:
+    """Model name and the SIMD features that decide torch's speed here (AVX-512, bf16)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        info = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return platform.processor() or "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "unknown")
+    flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name} ({', '.join(simd) or 'no AVX2'})"
 
 
 def free_port() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -63,15 +62,12 @@ def test_batch_on_ray_matches_the_local_batch_resumes_and_reports_bad_files(
     assert {p.name: p.stat().st_mtime_ns for p in ray_out.iterdir()} == before
 
 
-def test_without_ray_the_flag_fails_in_one_line_naming_the_extra(tmp_path: Path) -> None:
-    code = (
-        "import sys; sys.modules['ray'] = None\n"  # what an environment without Ray looks like
-        "from retouch.cli import main\n"
-        f"sys.exit(main(['batch', {str(tmp_path)!r}, '-o', {str(tmp_path / 'o')!r}, '--ray']))"
-    )
+def test_without_ray_the_flag_fails_in_one_line_naming_the_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     noise_image(tmp_path / "a.png")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        "retouch: error: Ray is not installed; install the extra with: pip install 'retouch[ray]'"
-    ]
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray looks like
+    for argv in (("batch", tmp_path, "-o", tmp_path / "o", "--ray"), ("serve", "--ray")):
+        code, out, err = _run(capsys, *argv)
+        assert (code, out) == (1, "")
+        assert err.splitlines() == ["retouch: error: Ray is not installed; install the extra with: pip install 'retouch[ray]'"]

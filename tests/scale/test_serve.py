@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -108,6 +109,13 @@ def test_a_job_submitted_on_one_route_and_ingress_is_read_on_others(
         assert again.status_code == 422 and "already exists" in again.json()["detail"]
         job_id = other.post("/api/v1/jobs", json=body).json()["id"]
         same_images(wait_job(http, job_id, finished)["result"], want)
+        streamed = other.post("/api/v1/jobs", json=payload(seed=8, steps=40)).json()["id"]
+        with http.stream("GET", f"/api/v1/jobs/{streamed}/events") as events:
+            text = "".join(events.iter_text())
+    kinds = [line[len("event: "):] for line in text.splitlines() if line.startswith("event: ")]
+    progress = [json.loads(line[len("data: "):])["progress"] for line in text.splitlines() if line.startswith("data: ")]
+    assert kinds[-1] == "done" and "progress" in kinds[:-1]
+    assert progress == sorted(progress) and progress[-1] == 1.0
 
 
 def test_interrupt_and_cancel_reach_jobs_on_the_replicas(cluster: Cluster, http: httpx.Client) -> None:
