@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements/constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[server,dev]'
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[server,dev,ray]'
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -22,6 +22,7 @@ FORBIDDEN = {
     "plan": {"server", "cli", "formats", "webui", "engine", "models"},
     "formats": {"engine", "runtime", "server", "cli", "webui", "models", "sampling"},
     "prompts": {"imaging", "sampling", "models", "engine", "runtime", "server", "cli", "formats", "webui", "plan"},
+    "server": {"cli", "scale"},  # the cluster wraps the server, never the reverse
 }
 
 
@@ -77,3 +78,28 @@ def test_prompts_import_loads_neither_torch_nor_the_parser_libraries() -> None:
     code = "import sys, retouch.prompts; print(sorted({'torch', 'lark', 'ftfy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _imports_ray(path: Path) -> bool:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "ray" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "ray":
+            return True
+    return False
+
+
+def test_only_scale_imports_ray() -> None:
+    """Ray is the optional ``ray`` extra: nothing outside ``retouch.scale`` may import it."""
+    outside = [p for p in SRC.rglob("*.py") if _module_key(p) != "scale" and _imports_ray(p)]
+    assert not outside, f"imports Ray outside retouch/scale: {[str(p.relative_to(SRC)) for p in outside]}"
+    assert any(_imports_ray(p) for p in (SRC / "scale").rglob("*.py"))  # the checker sees Ray imports
+
+
+def test_the_ray_checker_sees_every_form(tmp_path: Path) -> None:
+    f = tmp_path / "x.py"
+    for code, expected in (("import ray\n", True), ("def f():\n    from ray import serve\n", True),
+                           ("import ray.data as rd\n", True), ("import rayon\nfrom . import ray\n", False)):
+        f.write_text(code)
+        assert _imports_ray(f) is expected, code

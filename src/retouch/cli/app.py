@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from retouch.cli.cluster import RAY_BATCH, RAY_SERVE, batch_on_ray, pop_ray_options, serve_on_ray
 from retouch.cli.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError
 from retouch.cli.jobs import run_inputs, settings_from
 from retouch.cli.options import DEVICE, GENERATION, MASK, PrecisionChoice, with_options
@@ -67,7 +68,7 @@ def _generating_commands(app: typer.Typer, session: Session) -> None:
         _run(run_inputs, session, settings_from(ctx, opts), [input], mask, outdir)
 
     @app.command("batch")
-    @with_options(GENERATION, MASK, SOFT, DEVICE)
+    @with_options(GENERATION, MASK, SOFT, DEVICE, RAY_BATCH)
     def batch(
         ctx: typer.Context,
         input_dir: Annotated[Path, typer.Argument(help="Folder of input images.", show_default=False)],
@@ -83,6 +84,10 @@ def _generating_commands(app: typer.Typer, session: Session) -> None:
 
         if mask is not None and mask_dir is not None:
             raise CliError("give either --mask or --mask-dir, not both")
+        ray = pop_ray_options(opts)
+        if ray.pop("ray"):
+            _run(batch_on_ray, session, settings_from(ctx, opts), input_dir, outdir, mask_dir, mask, ray)
+            return
         _run(run_batch, session, settings_from(ctx, opts), input_dir, outdir, mask_dir, mask)
 
 
@@ -168,10 +173,12 @@ def _models(
         typer.echo(format_table(entries))
 
 
+@with_options(RAY_SERVE)
 def _serve(
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Checkpoint file, diffusers folder or 'demo'.")
-    ] = "demo",
+        list[str],
+        typer.Option("--model", "-m", help="Checkpoint file, diffusers folder or 'demo' (several with --ray)."),
+    ] = ["demo"],  # noqa: B006 (typer reads the default, never mutates it)
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 7861,
     api_auth: Annotated[
@@ -198,8 +205,16 @@ def _serve(
     webui: Annotated[
         bool, typer.Option("--webui/--no-webui", help="Serve the web page at / (--no-webui: API only).")
     ] = True,
+    **ray: Any,
 ) -> None:
     """Serve the A1111-compatible HTTP API (/sdapi/v1), the job API (/api/v1/jobs) and the web page (/)."""
+    if ray.pop("ray"):
+        server = {"max_queue": max_queue, "api_auth": api_auth, "precision": precision.value,
+                  "device": device, "threads": threads}
+        serve_on_ray(model, host, port, server, ray)
+        return
+    if len(model) != 1:
+        raise CliError("several --model options need --ray (one server runs one model)")
     try:
         from retouch.server.app import serve
     except ImportError as exc:
@@ -209,7 +224,7 @@ def _serve(
         ) from None
     try:
         serve(
-            model=model,
+            model=model[0],
             host=host,
             port=port,
             api_auth=api_auth,

@@ -36,7 +36,7 @@ from retouch.params import Img2Img
 if TYPE_CHECKING:
     from retouch.engine import Engine
 
-__all__ = ["list_files", "match_masks", "BatchReport", "run_batch"]
+__all__ = ["list_files", "match_masks", "BatchReport", "BatchRun", "prepare_batch", "finish_batch", "run_batch"]
 
 
 def list_files(folder: Path, what: str) -> list[Path]:
@@ -97,7 +97,7 @@ def _pending(inputs: list[Path], outdir: Path, count: int, report: BatchReport) 
 
 
 @dataclass
-class _Batch:
+class BatchRun:
     """One batch run's fixed parts: where things go and how many images each input gives."""
 
     settings: Settings
@@ -143,15 +143,10 @@ class _Batch:
             self.report.done.append(path)
 
 
-def run_batch(
-    session: Session,
-    settings: Settings,
-    input_dir: Path,
-    outdir: Path,
-    mask_dir: Path | None,
-    mask_file: Path | None,
-) -> int:
-    """Process the folder; print one line per saved file or skipped input, then the summary."""
+def prepare_batch(
+    settings: Settings, input_dir: Path, outdir: Path, mask_dir: Path | None, mask_file: Path | None
+) -> tuple[BatchRun, list[Path]]:
+    """Check the options and folders, match masks, and find the inputs still to do (reported)."""
     inputs = list_files(input_dir, "INPUT_DIR")
     if outdir.exists() and outdir.resolve() == input_dir.resolve():
         raise CliError("the output folder must differ from the input folder")
@@ -164,21 +159,38 @@ def run_batch(
     progress = Progress(len(pending) * n_iter, len(pending) * count)
     for path, reason in report.failed:
         progress.message(f"skipped {path}: {reason}", err=True)
-    batch = _Batch(settings, outdir, masks, mask_dir is not None, count, report, progress, StopFlag())
+    return BatchRun(settings, outdir, masks, mask_dir is not None, count, report, progress, StopFlag()), pending
+
+
+def finish_batch(batch: BatchRun) -> int:
+    """Print the summary line; the exit code (0, 1 when some inputs failed, 130 after Ctrl-C)."""
+    batch.progress.close()
+    batch.progress.message(batch.report.summary(batch.stop()))
+    if batch.stop():
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if batch.report.failed else EXIT_OK
+
+
+def run_batch(
+    session: Session,
+    settings: Settings,
+    input_dir: Path,
+    outdir: Path,
+    mask_dir: Path | None,
+    mask_file: Path | None,
+) -> int:
+    """Process the folder; print one line per saved file or skipped input, then the summary."""
+    batch, pending = prepare_batch(settings, input_dir, outdir, mask_dir, mask_file)
     loaded: list[Engine] = []
 
     def engine() -> Engine:
         if not loaded:
-            loaded.append(load_engine(session, settings, progress))
+            loaded.append(load_engine(session, settings, batch.progress))
         return loaded[0]
 
-    with catch_interrupt(batch.stop, lambda text: progress.message(text, err=True)):
+    with catch_interrupt(batch.stop, lambda text: batch.progress.message(text, err=True)):
         for path in pending:
             if batch.stop():
                 break
             batch.process(engine, path)
-    progress.close()
-    progress.message(report.summary(batch.stop()))
-    if batch.stop():
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if report.failed else EXIT_OK
+    return finish_batch(batch)

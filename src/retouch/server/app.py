@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -50,11 +50,13 @@ def create_app(
     device: str | None = None,
     precision: str = "auto",
     webui: bool = True,
+    state_factory: Callable[[ServerConfig], ServerState] | None = None,
 ) -> FastAPI:
     """Build the app. ``model``: a checkpoint path or name for ``load_model`` (e.g. "demo"), or a
     loaded ModelBundle; ``engine`` replaces both (anything with ``model`` and ``Engine.run``'s
-    signature). ``webui``: serve the page at ``/`` (:mod:`retouch.webui`). Nothing is loaded until
-    the app starts (its lifespan)."""
+    signature); ``state_factory`` replaces all three (``retouch.scale`` builds a cluster-backed state).
+    ``webui``: serve the page at ``/`` (:mod:`retouch.webui`). Nothing is loaded until the app starts
+    (its lifespan)."""
     from retouch.server.a1111.networks import router as networks_router
     from retouch.server.a1111.routes import router as a1111_router
     from retouch.server.a1111.schemas import Img2ImgRequest
@@ -65,7 +67,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = ServerState(_make_engine(model, engine, device, precision), cfg)
+        if state_factory is not None:
+            state = state_factory(cfg)
+        else:
+            state = ServerState(_make_engine(model, engine, device, precision), cfg)
         state.start()
         app.state.server = state
         try:

@@ -16,11 +16,11 @@ import time
 import uuid
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from retouch.params import ParamError
 
-__all__ = ["Job", "JobError", "JobQueue", "JobStatus", "QueueFull", "JobCancelled"]
+__all__ = ["Job", "JobError", "JobQueue", "JobQueueLike", "JobStatus", "QueueFull", "JobCancelled", "settle"]
 
 
 class JobStatus(str, Enum):
@@ -126,6 +126,49 @@ class Job:
     @property
     def is_finished(self) -> bool:
         return self.status in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def settle(run: Callable[[Job], Any], job: Job) -> tuple[JobStatus, Any, BaseException | None]:
+    """Run ``job`` and say how it ended: ``(status, result, exception)``.
+
+    :class:`JobError` fails the job with that status; :class:`JobCancelled` or a cancel request marks
+    it cancelled; any other exception fails it with a 500 naming the exception.
+    """
+    cancelled = JobCancelled(f"job {job.id} was cancelled")
+    try:
+        result = run(job)
+    except JobCancelled:
+        return JobStatus.CANCELLED, None, cancelled
+    except JobError as e:
+        return JobStatus.FAILED, None, e
+    except ParamError as e:  # found only when the job runs (e.g. a <lora:...> tag naming no file)
+        return JobStatus.FAILED, None, JobError(422, "ParamError", str(e))
+    except Exception as e:  # the worker must survive anything a job does
+        return JobStatus.FAILED, None, JobError(500, type(e).__name__, f"generation failed: {type(e).__name__}: {e}")
+    if job.cancel_requested:
+        return JobStatus.CANCELLED, None, cancelled
+    return JobStatus.DONE, result, None
+
+
+class JobQueueLike(Protocol):
+    """What the routes use of a queue: :class:`JobQueue` here, a cluster-wide one in ``retouch.scale``."""
+
+    max_queue: int
+
+    def start(self) -> None: ...
+    def stop(self, timeout: float = 10.0) -> None: ...
+    def submit(self, payload: Any, *, job_count: int, job_id: str | None = None, retain: bool = True) -> Job: ...
+    def check_room(self) -> None: ...
+    def get(self, job_id: str) -> Job | None: ...
+    def position(self, job: Job) -> int | None: ...
+    def cancel(self, job_id: str) -> Job | None: ...
+    def interrupt(self, job_id: str | None = None) -> bool: ...
+    def skip(self, job_id: str | None = None) -> bool: ...
+    def listing(self) -> tuple[Job | None, list[Job], list[Job]]: ...
+    @property
+    def current(self) -> Job | None: ...
+    @property
+    def queued(self) -> int: ...
 
 
 class JobQueue:
@@ -298,20 +341,10 @@ class JobQueue:
 
     def _execute(self, job: Job) -> tuple[JobStatus, Any, BaseException | None]:
         """Run ``job``; returns (final status, result, exception) without touching its future."""
-        try:
-            result = self._run(job)
-        except JobCancelled:
-            return JobStatus.CANCELLED, None, JobCancelled(f"job {job.id} was cancelled")
-        except JobError as e:
-            return JobStatus.FAILED, None, e
-        except ParamError as e:  # found only when the job runs (e.g. a <lora:...> tag naming no file)
-            return JobStatus.FAILED, None, JobError(422, "ParamError", str(e))
-        except Exception as e:  # the worker must survive anything a job does
-            return JobStatus.FAILED, None, JobError(500, type(e).__name__, f"generation failed: {type(e).__name__}: {e}")
-        if job.cancel_requested:
-            return JobStatus.CANCELLED, None, JobCancelled(f"job {job.id} was cancelled")
-        job.result = result
-        return JobStatus.DONE, result, None
+        status, result, exc = settle(self._run, job)
+        if status is JobStatus.DONE:
+            job.result = result
+        return status, result, exc
 
     @staticmethod
     def _finish(job: Job, status: JobStatus, *, result: Any = None, exc: BaseException | None = None) -> None:

@@ -21,7 +21,7 @@ from retouch.server.a1111.options import OptionsStore
 from retouch.server.a1111.respond import build_response
 from retouch.server.a1111.translate import Submission
 from retouch.server.config import ServerConfig
-from retouch.server.jobs import Job, JobError, JobQueue
+from retouch.server.jobs import Job, JobError, JobQueue, JobQueueLike
 from retouch.styles import PromptStyle, load_styles
 
 __all__ = ["ServerState", "ModelInfo", "EngineLike"]
@@ -59,15 +59,27 @@ class ModelInfo:
 
 class ServerState:
     """Engine + queue + options + prompt styles of one server; ``start``/``stop`` bracket the worker
-    thread. The styles file (``config.styles_file``) is read once, here."""
+    thread. The styles file (``config.styles_file``) is read once, here.
 
-    def __init__(self, engine: EngineLike, config: ServerConfig) -> None:
+    A front end without a local engine (``retouch.scale``'s ingress) passes ``engine=None`` with the
+    ``models`` it serves (the first is the default) and its own ``queue`` and ``options``.
+    """
+
+    def __init__(
+        self, engine: EngineLike | None, config: ServerConfig, *, models: tuple[ModelInfo, ...] = (),
+        queue: JobQueueLike | None = None, options: OptionsStore | None = None,
+    ) -> None:
         self.engine = engine
         self.config = config
-        self.model = ModelInfo.of(engine.model)
-        self.options = OptionsStore(self.model.title, self.model.names)
+        self.models = models or ((ModelInfo.of(engine.model),) if engine is not None else ())
+        if not self.models:
+            raise ValueError("ServerState needs an engine or the models it serves")
+        self.model = self.models[0]
+        names = tuple(n for m in self.models for n in m.names)
+        titles = {n: m.title for m in reversed(self.models) for n in m.names}
+        self.options = options or OptionsStore(self.model.title, names, titles)
         self.styles: Mapping[str, PromptStyle] = load_styles(config.styles_file) if config.styles_file else {}
-        self.queue = JobQueue(
+        self.queue: JobQueueLike = queue or JobQueue(
             self.run_job, max_queue=config.max_queue, result_ttl_s=config.result_ttl_s,
             max_results=config.max_results,
         )
@@ -95,6 +107,7 @@ class ServerState:
             job.on_step(info.job_no, info.job_count, info.step, info.steps)
             self._maybe_preview(job, sub, info, state)
 
+        assert self.engine is not None, "run_job needs a local engine"
         try:
             if sub.script is not None:
                 hooks = Hooks(on_step=on_step, should_stop=should_stop, should_skip=job.should_skip)

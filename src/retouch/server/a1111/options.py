@@ -181,20 +181,30 @@ def _check_values(values: dict[str, Any], *, where: str, model_names: tuple[str,
 class OptionsStore:
     """The server's current option values; thread-safe. Jobs read a :meth:`snapshot` at submission."""
 
-    def __init__(self, model_title: str, model_names: tuple[str, ...]) -> None:
+    def __init__(
+        self, model_title: str, model_names: tuple[str, ...], titles: dict[str, str] | None = None
+    ) -> None:
+        """``titles``: each name's model title, when several models are served (default: the first)."""
         self._values = default_options(model_title)
         self.model_names = model_names
+        self._titles = dict(titles or {})
         self._lock = threading.Lock()
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return dict(self._values)
 
-    def update(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """Validate and apply ``raw`` (all or nothing); returns the new values."""
+    def validated(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """``raw`` checked, with ``sd_model_checkpoint`` spelled as its model's title."""
         values = validate_options(raw, where="options", model_names=self.model_names)
         if "sd_model_checkpoint" in values:
-            values["sd_model_checkpoint"] = self.model_names[0]
+            name = values["sd_model_checkpoint"]
+            values["sd_model_checkpoint"] = self._titles.get(name, self.model_names[0])
+        return values
+
+    def update(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Validate and apply ``raw`` (all or nothing); returns the new values."""
+        values = self.validated(raw)
         with self._lock:
             self._values.update(values)
             return dict(self._values)

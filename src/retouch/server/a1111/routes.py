@@ -54,7 +54,7 @@ async def submit(state: ServerState, req: Img2ImgRequest, *, retain: bool) -> Jo
     """Check ``req`` (off the event loop: it decodes images) and queue it; 422/429 on failure."""
     state.queue.check_room()  # a full queue answers 429 before any image is decoded
     sub: Submission = await run_in_threadpool(
-        build_submission, req, state.options.snapshot(), state.config, state.model.names, state.styles
+        build_submission, req, state.options.snapshot(), state.config, state.options.model_names, state.styles
     )
     try:
         return state.queue.submit(sub, job_count=sub.job_count, job_id=req.force_task_id, retain=retain)
@@ -159,8 +159,10 @@ async def schedulers() -> list[SchedulerItem]:
 
 @router.get("/sd-models", response_model=list[SDModelItem])
 async def sd_models(state: ServerState = Depends(get_state)) -> list[SDModelItem]:
-    m = state.model
-    return [SDModelItem(title=m.title, model_name=m.model_name, hash=m.hash, sha256=None, filename=m.filename)]
+    return [
+        SDModelItem(title=m.title, model_name=m.model_name, hash=m.hash, sha256=None, filename=m.filename)
+        for m in state.models
+    ]
 
 
 @router.get("/options")
