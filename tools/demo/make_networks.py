@@ -65,9 +65,9 @@ def captions(count: int) -> tuple[list[str], list[str]]:
 @torch.no_grad()
 def contexts(bundle, prompts: list[str]) -> torch.Tensor:  # noqa: ANN001
     """The UNet's cross-attention inputs for ``prompts``: (len * 77, width) float64."""
-    from retouch.models.text import encode_prompts
+    from retouch.models.text import encode_texts
 
-    out = [encode_prompts(bundle.text_encoders, bundle.tokenizers, prompts[i:i + 64], sdxl=False).context
+    out = [encode_texts(bundle.text_encoders, bundle.tokenizers, prompts[i:i + 64], base="sd1").cond.context
            for i in range(0, len(prompts), 64)]
     return torch.cat(out).reshape(-1, out[0].shape[-1]).double()
 

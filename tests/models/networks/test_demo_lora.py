@@ -13,7 +13,7 @@ import torch
 from retouch.models.loading import load_model
 from retouch.models.networks.library import DEMO_LORA_DIR, LoraLibrary
 from retouch.models.networks.patcher import ActiveNetwork, NetworkPatcher
-from retouch.models.text import encode_prompts
+from retouch.models.text import encode_texts
 
 
 @torch.no_grad()
@@ -26,7 +26,7 @@ def test_red_to_blue_maps_red_onto_blue_and_keeps_green():
     assert {".".join(m.target.path.split(".")[-2:]) for m in network.modules} == {"attn2.to_k", "attn2.to_v"}
 
     def context(prompt: str) -> torch.Tensor:
-        return encode_prompts(bundle.text_encoders, bundle.tokenizers, [prompt], sdxl=False).context[0]
+        return encode_texts(bundle.text_encoders, bundle.tokenizers, [prompt], base="sd1").cond.context[0]
 
     red, blue, green = context("a large red circle"), context("a large blue circle"), context("a large green circle")
     projections = [m.target.module for m in network.modules]
