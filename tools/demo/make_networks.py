@@ -22,7 +22,7 @@ A1111 and Retouch resolve for any UNet layout. The text encoder is not changed.
 The check inpaints held-out scenes (bench/eval_demo.py's 56x56 mask and colour classifier) with the
 prompt "a large red circle", without and with the LoRA merged through ``NetworkPatcher``, and prints how
 many seeds came out red and how many blue. ``--picture`` also writes the README's example (scene1,
-its mask, "a large red circle" without and with the LoRA; seed 1, 20 steps, Euler a) side by side.
+its mask, the README's inpaint command without and with ``<lora:red_to_blue:1>``) side by side.
 CPU time: under a minute with 1 thread. A rerun writes the same tensors and metadata (the safetensors
 header may list the metadata keys in another order, so the file's bytes can differ).
 
@@ -137,27 +137,22 @@ def check(folder: Path, seeds: int, steps: int) -> tuple[list[str | None], list[
 
 
 def picture(folder: Path, out: Path, steps: int) -> None:
-    """scene1, its mask, and "a large red circle" without / with the LoRA (seed 1), side by side."""
+    """scene1, its mask, and the README's command ("a large red circle", seed 1, whole picture, masked
+    content fill) without and with ``<lora:red_to_blue:1>`` in the prompt, side by side."""
     import before_after
     from PIL import Image
 
     from retouch import Engine, Img2Img, load_model
-    from retouch.models.networks.library import LoraLibrary
-    from retouch.models.networks.patcher import ActiveNetwork, NetworkPatcher
 
-    scene = Image.open(before_after.EXAMPLES / "scene1.png")
+    scene = Image.open(before_after.EXAMPLES / "scene1.png").convert("RGB")
     mask = Image.open(before_after.EXAMPLES / "scene1_mask.png")
-    engine = Engine(load_model("demo"), device="cpu", precision="fp32")
-    patcher = NetworkPatcher(engine.model)
-    network = patcher.load(LoraLibrary(folder).find(NAME).path)
-    job = Img2Img(prompt=f"a large {SOURCE} circle", init_images=[scene], mask=mask, denoising_strength=1.0,
-                  steps=steps, sampler_name="Euler a", seed=1, width=scene.width, height=scene.height,
-                  inpainting_fill=0)
+    engine = Engine(load_model("demo"), device="cpu", precision="fp32", lora_dir=folder)
     panels = [scene, mask]
-    for active in ([], [ActiveNetwork(network)]):
-        patcher.apply(active)
+    for tag in ("", f" <lora:{NAME}:1>"):
+        job = Img2Img(prompt=f"a large {SOURCE} circle{tag}", init_images=[scene], mask=mask,
+                      denoising_strength=1.0, steps=steps, sampler_name="Euler a", seed=1, width=scene.width,
+                      height=scene.height, inpainting_fill=0, inpaint_full_res=False)
         panels.append(engine.run(job).images[0])
-    patcher.apply([])
     out.parent.mkdir(parents=True, exist_ok=True)
     before_after.compose(panels).save(out)
     print(f"wrote {out}")
