@@ -45,7 +45,7 @@ def test_model_line_and_network_pickers(server: str, open_page: Callable[..., Pa
     page = open_page(server).page
     name = page.text_content("#model-name")
     assert name and name != "…" and page.text_content("#model-hash").startswith("[")
-    assert page.locator("#networks").is_hidden()  # the loras/embeddings routes answer 404 here
+    assert page.locator("#networks").is_hidden()  # no --lora-dir / --embeddings-dir: empty lists
 
     loras = [{"name": "pixel-art", "alias": "pixel", "path": "/m/pixel-art.safetensors", "metadata": {}}]
     embeddings = {"loaded": {"bad-hands": {"step": None, "shape": 768, "vectors": 2}}, "skipped": {}}

@@ -332,12 +332,12 @@ class JobQueue:
                 job.started = time.time()
                 self._current = job
             status, result, exc = self._execute(job)
-            with self._cond:  # before the future wakes its client, so /progress never shows a finished job
-                self._current = None
-            self._finish(job, status, result=result, exc=exc)
-            with self._cond:
+            with self._cond:  # settled before the future wakes its client: /progress and the listing
+                self._current = None  # never show a finished job as running, nor lose it
+                self._mark(job, status, exc)
                 self._durations.append((job.finished or time.time()) - (job.started or 0.0))
                 self._retire(job)
+            self._resolve(job, result, exc)
 
     def _execute(self, job: Job) -> tuple[JobStatus, Any, BaseException | None]:
         """Run ``job``; returns (final status, result, exception) without touching its future."""
@@ -348,12 +348,20 @@ class JobQueue:
 
     @staticmethod
     def _finish(job: Job, status: JobStatus, *, result: Any = None, exc: BaseException | None = None) -> None:
+        JobQueue._mark(job, status, exc)
+        JobQueue._resolve(job, result, exc)
+
+    @staticmethod
+    def _mark(job: Job, status: JobStatus, exc: BaseException | None) -> None:
         job.finished = time.time()
         job.preview = None
         if isinstance(exc, JobError):
             job.error = exc
         job.status = status
         job.version += 1
+
+    @staticmethod
+    def _resolve(job: Job, result: Any, exc: BaseException | None) -> None:
         if job.future.done():  # cancelled by its waiting client: nobody to tell
             return
         if exc is not None:

@@ -1,5 +1,6 @@
 // LoRA and embedding pickers: read /sdapi/v1/loras and /sdapi/v1/embeddings (A1111's shapes), insert
-// the tag at the prompt's caret on click, and stay hidden on a server without those routes (404).
+// the tag at the prompt's caret on click, and stay hidden on a server that offers none (no route, 404,
+// or empty lists: a server started without --lora-dir / --embeddings-dir).
 
 import { optional } from "./api.js";
 
@@ -22,9 +23,8 @@ function chip(label, onClick) {
 }
 
 function fill(section, list, entries, prompt) {
-  section.hidden = false;
+  section.hidden = !entries.length;
   list.replaceChildren();
-  if (!entries.length) list.append(Object.assign(document.createElement("span"), { className: "hint", textContent: "none found" }));
   for (const [label, tag] of entries) list.append(chip(label, () => insertAtCaret(prompt(), tag)));
 }
 
@@ -34,14 +34,10 @@ export async function loadNetworks(prompt) {
     optional("/sdapi/v1/loras").catch(() => null),
     optional("/sdapi/v1/embeddings").catch(() => null),
   ]);
-  const box = document.getElementById("networks");
-  if (Array.isArray(loras)) {
-    const entries = loras.map((l) => [l.alias || l.name, `<lora:${l.name}:1>`]);
-    fill(document.getElementById("loras"), document.getElementById("lora-list"), entries, prompt);
-  }
-  if (embeddings && typeof embeddings === "object") {
-    const entries = Object.keys(embeddings.loaded ?? {}).map((name) => [name, name]);
-    fill(document.getElementById("embeddings"), document.getElementById("embedding-list"), entries, prompt);
-  }
-  box.hidden = !(Array.isArray(loras) || embeddings);
+  const loraEntries = Array.isArray(loras) ? loras.map((l) => [l.alias || l.name, `<lora:${l.name}:1>`]) : [];
+  const embeddingEntries = embeddings && typeof embeddings === "object"
+    ? Object.keys(embeddings.loaded ?? {}).map((name) => [name, name]) : [];
+  fill(document.getElementById("loras"), document.getElementById("lora-list"), loraEntries, prompt);
+  fill(document.getElementById("embeddings"), document.getElementById("embedding-list"), embeddingEntries, prompt);
+  document.getElementById("networks").hidden = !(loraEntries.length || embeddingEntries.length);
 }
