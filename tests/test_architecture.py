@@ -19,6 +19,7 @@ FORBIDDEN = {
     "runtime": {"server", "cli", "formats", "webui", "engine"},
     "plan": {"server", "cli", "formats", "webui", "engine", "models"},
     "formats": {"engine", "runtime", "server", "cli", "webui", "models", "sampling"},
+    "prompts": {"imaging", "sampling", "models", "engine", "runtime", "server", "cli", "formats", "webui", "plan"},
 }
 
 
@@ -65,3 +66,12 @@ def test_package_import_does_not_load_torch() -> None:
     code = "import sys, retouch; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_prompts_import_loads_neither_torch_nor_the_parser_libraries() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, retouch.prompts; print(sorted({'torch', 'lark', 'ftfy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -46,8 +46,10 @@ class PromptChunks:
 @dataclass(frozen=True)
 class NetworkTag:
     """One ``<kind:arg1:arg2...>`` extra-network tag (spec §5.6): the arguments split on ``:``, each
-    argument with exactly one ``=`` is named, the rest positional."""
+    argument with exactly one ``=`` is named, the rest positional. ``text``: the tag as written in the
+    prompt (for error messages; empty when the tag was built by hand)."""
 
     kind: str
     positional: tuple[str, ...]
     named: dict[str, str] = field(default_factory=dict)
+    text: str = ""
