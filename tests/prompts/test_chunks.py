@@ -158,7 +158,8 @@ def test_a_moved_tail_takes_its_embedding_fix_along(chunk, myemb) -> None:
 def test_embedding_wider_than_a_chunk_is_refused(chunk, myemb) -> None:
     wide = EmbeddingRef("myemb", myemb.ids, 76)
     with pytest.raises(ParamError, match="76 vectors"):
-        chunk("myemb", embeddings=embedding_lookup([wide]))
+        chunk("a myemb", embeddings=embedding_lookup([wide]))
+    assert chunk("a cat", embeddings=embedding_lookup([wide])).token_count == 2  # only when used
 
 
 def test_one_tokenize_call_for_all_fragments(tokenize) -> None:

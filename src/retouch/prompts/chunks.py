@@ -82,12 +82,6 @@ def chunk_prompt(
     if isinstance(backtrack, bool) or not isinstance(backtrack, int) or not 0 <= backtrack < CHUNK_LENGTH:
         raise ParamError(f"comma backtrack must be an integer 0-{CHUNK_LENGTH - 1}, got {backtrack!r}")
     lookup = {k: sorted(v, key=lambda r: len(r.ids), reverse=True) for k, v in (embeddings or {}).items()}
-    for refs in lookup.values():
-        for ref in refs:
-            if ref.vectors > CHUNK_LENGTH:
-                raise ParamError(
-                    f"embedding {ref.name!r} has {ref.vectors} vectors; at most {CHUNK_LENGTH} fit in a chunk"
-                )
 
     texts = [text for text, weight in fragments if not is_break(text, weight)]
     token_lists = tokenize(texts) if texts else []
@@ -139,6 +133,10 @@ def chunk_prompt(
                 weights.append(weight)
                 position += 1
                 continue
+            if found.vectors > CHUNK_LENGTH:
+                raise ParamError(
+                    f"embedding {found.name!r} has {found.vectors} vectors; at most {CHUNK_LENGTH} fit in a chunk"
+                )
             if len(ids) + found.vectors > CHUNK_LENGTH:
                 close()
             fixes.append((len(ids), found.name))
