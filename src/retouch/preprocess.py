@@ -33,6 +33,8 @@ from retouch.params import Img2Img, MaskedContent, ParamError, ResizeMode
 
 __all__ = ["Prepared", "prepare_images", "check_image_inputs", "finish_image", "flatten", "BLANK_MASK_COMMENT"]
 
+GRID_FALLBACK_COMMENT = ("grid_aligned_crop: no box of r x the processing size fits in the image around the mask; "
+                         "A1111's crop box was used.")
 BLANK_MASK_COMMENT = "Unable to perform Only masked inpainting: the mask is blank, so the job ran as plain img2img."
 
 
@@ -125,6 +127,9 @@ def prepare_images(job: Img2Img, width: int, height: int) -> Prepared:
     comments: tuple[str, ...] = ()
     if job.mask is not None and mask is None:
         comments = (BLANK_MASK_COMMENT,)
+    if job.grid_aligned_crop and box is not None and job.mask is not None \
+            and grid_aligned_box(box, width, height, *job.mask.size) != box:
+        comments += (GRID_FALLBACK_COMMENT,)
     latent_mask = job.latent_mask.convert("L") if job.latent_mask is not None and mask is not None else mask
     images, overlays, refs, originals = [], [], [], []
     for source in job.init_images:
