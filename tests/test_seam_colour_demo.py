@@ -44,4 +44,5 @@ def test_lowfreq_halves_the_seam_colour_error_t11(demo: Engine) -> None:
     fixed = demo.run(base.replace(seam_correction="lowfreq", seam_radius=8, paste_back="exact"))
     e_parity = _ring_delta_e(image, parity.images[0], parity.masks[0])
     e_fixed = _ring_delta_e(image, fixed.images[0], fixed.masks[0])
+    print(f"T11 ring dE76: parity {e_parity:.3f}, lowfreq {e_fixed:.3f}")
     assert e_fixed <= 0.5 * e_parity and e_fixed <= 2.3, (e_parity, e_fixed)
