@@ -337,10 +337,13 @@ class Engine:
             inpainting=self.model.family.is_inpaint, edit=self.model.family.is_edit,
         )
         soft_masks = self._soft_masks(job, plan, inputs, samples)
+        pinned = None
+        if inputs.nmask is not None:  # pixels of latent cells kept at the init latent (seam correction)
+            pinned = np.kron((inputs.nmask[0, 0] == 0).cpu().numpy(), np.ones((8, 8), dtype=bool))
         for k, image in enumerate(self.runtime.decode(samples)):
             index = n * plan.batch_size + k
             soft = soft_masks[k] if soft_masks is not None else None
-            final, mask_out, composite = finish_image(job, inputs.prepared, k, image, soft)
+            final, mask_out, composite = finish_image(job, inputs.prepared, k, image, soft, pinned)
             params = generation_params(
                 job, seed=plan.seeds[index], subseed=plan.subseeds[index], width=plan.width,
                 height=plan.height, sampler_name=plan.sampler.name, schedule_label=plan.schedule_label,

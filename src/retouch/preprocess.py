@@ -33,6 +33,8 @@ from retouch.params import Img2Img, MaskedContent, ParamError, ResizeMode
 
 __all__ = ["Prepared", "prepare_images", "check_image_inputs", "finish_image", "flatten", "BLANK_MASK_COMMENT"]
 
+GRID_FALLBACK_COMMENT = ("grid_aligned_crop: no box of r x the processing size fits in the image around the mask; "
+                         "A1111's crop box was used.")
 BLANK_MASK_COMMENT = "Unable to perform Only masked inpainting: the mask is blank, so the job ran as plain img2img."
 
 
@@ -131,6 +133,9 @@ def prepare_images(job: Img2Img, width: int, height: int) -> Prepared:
     comments: tuple[str, ...] = ()
     if job.mask is not None and mask is None:
         comments = (BLANK_MASK_COMMENT,)
+    if job.grid_aligned_crop and box is not None and job.mask is not None \
+            and grid_aligned_box(box, width, height, *job.mask.size) != box:
+        comments += (GRID_FALLBACK_COMMENT,)
     latent_mask = job.latent_mask.convert("L") if job.latent_mask is not None and mask is not None else mask
     images, overlays, refs, originals = [], [], [], []
     for source in job.init_images:
@@ -152,7 +157,8 @@ def prepare_images(job: Img2Img, width: int, height: int) -> Prepared:
 
 
 def finish_image(
-    job: Img2Img, prepared: Prepared, index: int, image: Image.Image, soft_mask: Image.Image | None = None
+    job: Img2Img, prepared: Prepared, index: int, image: Image.Image, soft_mask: Image.Image | None = None,
+    pinned: np.ndarray | None = None,
 ) -> tuple[Image.Image, Image.Image | None, Image.Image | None]:
     """Colour correction -> uncrop -> overlay for output ``index`` (spec §2.12-§2.13).
 
@@ -161,7 +167,9 @@ def finish_image(
     ``soft_mask`` (soft inpainting's composite mask of this image) replaces the overlay mask and the
     overlay, which is then applied even with ``overlay_inpaint`` off, as in A1111 (soft-masks.md §1.7).
     Retouch options (soft-masks.md §5.4): ``keep_unmasked_exact`` clamps the overlay mask to the blurred
-    mask's support and always pastes; ``paste_back="exact"`` and ``seam_correction`` change the paste.
+    mask's support and always pastes; ``paste_back="exact"`` and ``seam_correction`` change the paste
+    (``pinned``: processing-size pixels of latent cells kept at the init latent, where the seam residual
+    is measured).
     """
     slot = index if len(prepared.overlays) > 1 else 0
     reference = prepared.color_references[slot]
@@ -184,7 +192,7 @@ def finish_image(
     if use_overlay and overlay_mask is not None and (job.paste_back == "exact" or job.seam_correction != "none"):
         radius = job.seam_radius if job.seam_correction == "lowfreq" else None
         image = paste_back(prepared.originals[slot], image, overlay_mask, prepared.paste_box,
-                           exact=job.paste_back == "exact", seam_radius=radius)
+                           exact=job.paste_back == "exact", seam_radius=radius, pinned=pinned)
     elif use_overlay and (overlay is not None or prepared.paste_box is not None):
         image = apply_overlay(image, overlay, prepared.paste_box)
     return image.convert("RGB"), mask_out, composite

@@ -211,3 +211,23 @@ def test_paste_back_uncrops_and_keeps_outside_bytes(exact: bool) -> None:
                                   seam_radius=4))
     assert np.array_equal(fixed[mask == 0], plain[mask == 0])
     assert (fixed[25:35, 35:45] == 9).all() and not (fixed[mask == 255] == 9).all()
+
+
+def test_grid_aligned_crop_in_prepare_images() -> None:
+    """prepare_images uses the aligned box (Only masked), and says so when none fits (A1111's box kept)."""
+    from retouch.params import Img2Img
+    from retouch.preprocess import GRID_FALLBACK_COMMENT, prepare_images
+
+    image = _pattern(240, 200)
+    mask = np.zeros((200, 240), np.uint8)
+    mask[61:163, 37:121] = 255
+    job = Img2Img(init_images=[image], mask=Image.fromarray(mask), width=64, height=64, mask_blur=0,
+                  grid_aligned_crop=True)
+    prepared = prepare_images(job, 64, 64)
+    assert prepared.paste_box is not None and prepared.paste_box[2:] == (128, 128)
+    assert GRID_FALLBACK_COMMENT not in prepared.comments
+    tall = job.replace(width=64, height=192, mask_blur=0)  # 1x needs 64x192 ok, 2x needs 128x384: too tall
+    mask2 = np.zeros((200, 240), np.uint8)
+    mask2[0:200, 100:110] = 255
+    prepared = prepare_images(tall.replace(mask=Image.fromarray(mask2), mask_blur=0), 64, 192)
+    assert GRID_FALLBACK_COMMENT in prepared.comments

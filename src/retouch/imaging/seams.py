@@ -94,13 +94,23 @@ def lowfreq_seam_correction(
 def paste_back(
     original: Image.Image, generated: Image.Image, overlay_mask: Image.Image,
     paste_box: tuple[int, int, int, int] | None, *, exact: bool, seam_radius: int | None,
+    pinned: np.ndarray | None = None,
 ) -> Image.Image:
     """Uncrop ``generated`` onto ``original``'s canvas, seam-correct it when ``seam_radius``, and composite
-    ``original·(1 - α) + G·α`` with α = overlay_mask/255: exactly (one float pass) or as A1111 does."""
-    valid = None
+    ``original·(1 - α) + G·α`` with α = overlay_mask/255: exactly (one float pass) or as A1111 does.
+
+    ``pinned`` (bool, generated's size): pixels of latent cells the sampler kept at the init latent; only
+    there does G show the untouched round trip, so only there is the seam residual measured (a ring
+    pixel inside a generated cell would carry new content into the correction).
+    """
+    valid = None if pinned is None else np.asarray(pinned, dtype=bool)
     if paste_box is not None:
         canvas = uncrop(generated, original.size, paste_box)
-        valid = np.asarray(canvas.getchannel("A")) > 0
+        inside = np.asarray(canvas.getchannel("A")) > 0
+        if valid is not None:
+            cells = Image.fromarray(valid.astype(np.uint8) * 255).resize(generated.size, Image.Resampling.NEAREST)
+            inside &= np.asarray(uncrop(cells, original.size, paste_box).convert("L")) > 127
+        valid = inside
         generated = canvas.convert("RGB")
     if seam_radius is not None:
         alpha = np.asarray(as_l(overlay_mask), dtype=np.float64) / 255.0

@@ -12,12 +12,19 @@ guidance combine, and the engine calls ``blend.final(samples)`` once after sampl
   init latent until the per-call threshold falls to ``d`` (ComfyUI, the paper's code or InvokeAI's
   time reference), ``d == 0`` never released (fixes ComfyUI's last-step release, G7).
 
-σ semantics (G6): every Retouch sampler, DDIM/PLMS/UniPC included, calls the denoiser with a
-k-diffusion σ, so ``sigma`` here is always the noise level σ of the model table, never a timestep.
-A1111 passes timesteps (1..999) to ``on_mask_blend`` for its timestep samplers, which makes soft
-inpainting pin partially masked pixels to the original for nearly the whole run (§1.4, C4); Retouch
-deliberately uses σ for every sampler. The pure weight :func:`soft_weight` takes whatever is passed, so
-that A1111 path can still be computed.
+σ semantics (G6): every Retouch sampler calls the denoiser with a k-diffusion σ (VE noise level of the
+model table), so ``sigma`` here is never a timestep:
+
+* Euler, Euler a, LMS, DPM++ 2M, DPM++ 2M SDE, DPM++ 3M SDE, DPM fast, DDIM (σ-space): one call per
+  step, at the tail's σ_k;
+* Heun, DPM2, DPM2 a, DPM++ 2S a, DPM++ SDE, Restart, DPM adaptive: also at intermediate σ (σ_{k+1},
+  midpoints, restart re-noising); each call gets its own soft weight, and with step thresholds
+  (differential diffusion) the step whose σ interval it lies in.
+
+A1111 passes timesteps (1..999) to ``on_mask_blend`` for its timestep samplers (DDIM, PLMS, UniPC),
+which makes soft inpainting pin partially masked pixels to the original for nearly the whole run
+(§1.4, C4); Retouch deliberately uses σ for every sampler. :func:`soft_weight` takes whatever it is
+given, so A1111's timestep path can still be computed (tests, C4).
 """
 
 from __future__ import annotations
