@@ -1,6 +1,7 @@
-"""One local Ray cluster per test session (2 CPUs, loopback, no dashboard) serving two tiny models.
+"""One local Ray cluster for the tests of this package (2 CPUs, loopback, no dashboard), two tiny models.
 
-Ray starts once and the Serve app is deployed once, so every test shares the slow start-up. The
+Ray starts once and the Serve app is deployed once, so every test shares the slow start-up; the
+fixtures are package-scoped, so the cluster is gone before the rest of the suite runs. The
 tiny models are written as single-file checkpoints that the replicas load with ``load_model``;
 references come from the same files in this process, through ``retouch serve``'s own app.
 """
@@ -49,7 +50,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two tiny models with different weights, as LDM single files."""
     folder = tmp_path_factory.mktemp("ckpt")
@@ -59,7 +60,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster() -> Iterator[None]:
     from retouch.scale.cluster import ray_session
 
@@ -71,7 +72,7 @@ def ray_cluster() -> Iterator[None]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(ray_cluster: None, checkpoints: dict[str, Path]) -> Iterator[Cluster]:
     """The Serve app on the session cluster: two replicas, both checkpoints, max_queue 4."""
     from ray import serve
@@ -96,13 +97,13 @@ def cluster(ray_cluster: None, checkpoints: dict[str, Path]) -> Iterator[Cluster
         serve.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def http(cluster: Cluster) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=cluster.url, timeout=120) as client:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def reference(checkpoints: dict[str, Path]) -> Iterator[dict[str, TestClient]]:
     """``retouch serve``'s app in this process, one per checkpoint: the single-process answers."""
     clients = {}

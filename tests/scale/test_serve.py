@@ -189,3 +189,9 @@ def test_a_replica_killed_mid_job_is_retried_with_the_same_image(
     snap = board_job(cluster, job_id)
     assert snap["attempt"] == 2 and snap["replica"] != victim
     same_images(view["result"], reference["a"].post("/sdapi/v1/img2img", json=body).json())
+
+
+def test_the_local_cluster_listens_on_loopback(cluster: Cluster) -> None:
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
+    assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+    assert all(n["NodeManagerAddress"] == "127.0.0.1" for n in ray.nodes())
