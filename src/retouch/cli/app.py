@@ -210,7 +210,7 @@ def _serve(
     """Serve the A1111-compatible HTTP API (/sdapi/v1), the job API (/api/v1/jobs) and the web page (/)."""
     if ray.pop("ray"):
         server = {"max_queue": max_queue, "api_auth": api_auth, "precision": precision.value,
-                  "device": device, "threads": threads}
+                  "device": device, "threads": threads, "lora_dir": lora_dir, "embeddings_dir": embeddings_dir}
         serve_on_ray(model, host, port, server, ray)
         return
     if len(model) != 1:

@@ -65,6 +65,8 @@ def serve_on_ray(models: list[str], host: str, port: int, server: dict[str, Any]
             cpus_per_replica=ray["cpus_per_replica"], gpus_per_replica=ray["gpus_per_replica"],
             models_per_replica=ray["models_per_replica"], precision=server["precision"],
             device=server["device"], threads=server["threads"], server=config,
+            engine_options=tuple((k, str(v)) for k in ("lora_dir", "embeddings_dir")
+                                 if (v := server.get(k)) is not None),
         )
         deploy.serve_cluster(settings, host, port, address=ray["address"])
     except (OSError, ValueError, RuntimeError) as exc:
