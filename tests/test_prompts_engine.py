@@ -235,3 +235,17 @@ def test_textual_inversion_in_the_prompt_and_ti_hashes(tmp_path: Path, model) ->
         result = engine.run(_job(prompt="a zzdog", negative_prompt="zzdog", steps=2))
     assert torch.allclose(cap.contexts[0][0], _hf(model, "a dog"), atol=1e-6)
     assert parse_infotext(result.infotexts[0])["TI hashes"] == f"zzdog: {file_sha256(path)[:12]}"
+
+
+def test_keys_that_name_no_module_are_reported_in_the_comments(tmp_path: Path) -> None:
+    """A1111 ignores (debug-logs) LoRA keys that match no module; we run the job and say so."""
+    m = tiny_model(seed=0)
+    path = _kohya_lora(tmp_path, m)
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    tensors["lora_unet_no_such_block.lora_down.weight"] = torch.zeros(2, 4)
+    tensors["lora_unet_no_such_block.lora_up.weight"] = torch.zeros(4, 2)
+    save_file(tensors, str(path))
+    result = Engine(m, precision="fp32", lora_dir=tmp_path).run(_job(prompt="a <lora:tlora:1>", steps=2))
+    assert any("tlora" in c and "name no module" in c and "no_such_block" in c for c in result.comments)

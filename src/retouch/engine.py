@@ -155,7 +155,7 @@ class Engine:
         prompt = self.networks.activate(job.prompt)  # 2. LoRA tags merged; the prompt without them
         inputs = self._prepare(job, plan)  # 3-5. pixels, VAE encode, latent masks, image conditioning
         inputs.conds = self._conds(job, plan, prompt, inputs.image_cond)  # 6. text conditioning schedules
-        result = self._empty_result(job, plan, inputs.comments)
+        result = self._empty_result(job, plan, inputs.comments + list(self.networks.comments))
         for n in range(plan.n_iter):  # 7. one batch per iteration
             if should_stop is not None and should_stop():
                 result.interrupted = True

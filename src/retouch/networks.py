@@ -41,6 +41,7 @@ class Networks:
         self.loras = LoraLibrary(lora_dir) if lora_dir else None
         self.patcher: NetworkPatcher = model.network_patcher()
         self._mentioned: tuple[tuple[str, LoraEntry], ...] = ()
+        self.comments: tuple[str, ...] = ()
 
     def activate(self, prompt: str) -> str:
         """Merge the networks ``prompt`` names (none: the original weights); return the prompt without tags."""
@@ -68,6 +69,7 @@ class Networks:
         except NetworkError as exc:
             raise ParamError(f"prompt: {exc}") from None
         self._mentioned = tuple(entries)
+        self.comments = tuple(_comments(active))
         if self.embeddings is not None:
             self.embeddings.refresh()
         return text
@@ -98,3 +100,16 @@ class Networks:
         if embeddings_used and self.embeddings is not None:
             params["TI hashes"] = self.embeddings.infotext_hashes(embeddings_used)
         return params
+
+
+def _comments(active: list[ActiveNetwork]) -> list[str]:
+    """What A1111 only logs at debug level: keys that name no module, modules its rules leave unchanged."""
+    out = []
+    for net in {id(a.network): a.network for a in active}.values():
+        if net.unmatched:
+            out.append(f"LoRA {net.name}: {len(net.unmatched)} keys name no module of this model and were "
+                       f"ignored, as A1111 does (first: {net.unmatched[0]})")
+        if net.skipped:
+            out.append(f"LoRA {net.name}: {len(net.skipped)} modules left unchanged by A1111's rules "
+                       f"(first: {net.skipped[0]})")
+    return out

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from retouch.params import ParamError
+from retouch.params import EMPHASIS_MODES, ParamError
 from retouch.prompts.attention import is_break, parse_attention
 from retouch.prompts.types import Chunk, EmbeddingRef, PromptChunks
 
 __all__ = ["chunk_prompt", "line_fragments", "embedding_lookup", "EMPHASIS_MODES", "CHUNK_LENGTH"]
 
 CHUNK_LENGTH = 75
-EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
 
 
 def line_fragments(text: str, emphasis: str) -> list[tuple[str, float]]:
