@@ -27,12 +27,10 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from retouch.prompts import EmbeddingRef, chunk_prompt, line_fragments, normalize_text
+from retouch.prompts import CHUNK_LENGTH, EmbeddingRef, chunk_prompt, line_fragments, normalize_text
 from retouch.prompts.types import Chunk, PromptChunks
 
-__all__ = ["TextConditioning", "EmbeddingSource", "EncodedTexts", "encode_texts", "encoder_layers", "CHUNK_LENGTH"]
-
-CHUNK_LENGTH = 75
+__all__ = ["TextConditioning", "EmbeddingSource", "EncodedTexts", "encode_texts", "encoder_layers"]
 
 
 class EmbeddingSource(Protocol):
