@@ -61,6 +61,7 @@ class _Backup:
     module: torch.nn.Module
     attr: str
     saved: torch.Tensor | None  # None: the attribute was None (a bias that merging created)
+    swapped: bool = False  # ``saved`` is the original storage itself, put back by reference
 
 
 class NetworkPatcher:
@@ -147,6 +148,8 @@ class NetworkPatcher:
             for backup in self._backups.values():
                 if backup.saved is None:
                     setattr(backup.module, backup.attr, None)
+                elif backup.swapped:
+                    getattr(backup.module, backup.attr).data = backup.saved
                 else:
                     getattr(backup.module, backup.attr).copy_(backup.saved)
         self._backups.clear()
@@ -159,15 +162,32 @@ class NetworkPatcher:
             saved = None if value is None else value.detach().to("cpu", copy=True)
             self._backups[key] = _Backup(module, attr, saved)
 
+    def _swap(self, module: torch.nn.Module, attr: str, new: torch.Tensor) -> None:
+        """Point ``module.attr`` at ``new``; the first time, keep the original storage as its backup.
+
+        On the CPU this saves copying every touched weight (about half the merge time for a rank-32
+        SD1.5 LoRA, bench/lora_merge.py) and makes restoring a pointer assignment; the memory held is
+        the same as a copy's.
+        """
+        param = getattr(module, attr)
+        key = (id(module), attr)
+        if key not in self._backups:
+            self._backups[key] = _Backup(module, attr, param.data, swapped=True)
+        param.data = new
+
     def _merge(self, active: ActiveNetwork, bound: BoundModule) -> None:
         module, where = bound.target.module, f"{bound.key} ({bound.target.component}.{bound.target.path})"
         weight = weight_of(module)
         multiplier = active.te if bound.is_text else active.unet
         if weight.dtype == compute_dtype(weight) and weight.is_contiguous():
             factors = lora_factors(bound.parts, weight, multiplier, active.dyn)
-            if factors is not None:  # plain LoRA: W += U @ V in one pass, no full-size temporary
-                self._back_up(module, "weight")
-                weight.view(weight.shape[0], -1).addmm_(*factors)
+            if factors is not None:  # plain LoRA: W + U @ V in one pass, no full-size temporary
+                if weight.device.type == "cpu":  # the result goes to new storage; the original is the backup
+                    merged = torch.addmm(weight.view(weight.shape[0], -1), *factors).view_as(weight)
+                    self._swap(module, "weight", merged)
+                else:  # accelerator memory: back up to the CPU and merge in place
+                    self._back_up(module, "weight")
+                    weight.view(weight.shape[0], -1).addmm_(*factors)
                 return
         try:
             delta, bias_delta = module_delta(bound.parts, weight, multiplier, active.dyn)
