@@ -5,9 +5,11 @@ makes the weights equal to the original weights with the listed networks merged,
 ``W <- (W.to(D.dtype) + ΔW).to(W.dtype)`` per module, each network computed against the weight as the
 previous networks left it (what matters for IA3, GLoRA and DoRA), as A1111's ``network_apply_weights``.
 
-* Only the touched tensors are backed up (to CPU, bit-exact), the first time they change; restoring
-  copies them back and frees the backups, so ``apply([])`` leaves every parameter bitwise equal to
-  what it was before and holds no memory.
+* Only the touched tensors are backed up, the first time they change, bit-exact: on the CPU the
+  merged weight goes to new storage and the original tensor itself is kept (no copy; restoring puts it
+  back by reference); elsewhere the original is copied to the CPU and copied back. Restoring frees the
+  backups, so ``apply([])`` leaves every parameter bitwise equal to what it was before and holds no
+  extra memory.
 * Asking for the same networks with the same multipliers again changes nothing (``merge_count``
   counts the merges that did happen); a different list restores first, then merges.
 * A module that does not fit (e.g. an SD1 LoRA on SDXL) restores everything and raises NetworkError
