@@ -151,3 +151,18 @@ def test_unknown_base_is_refused() -> None:
     m = tiny_model(seed=0)
     with pytest.raises(ValueError, match="sd1, sd2 or sdxl"):
         encode_texts(m.text_encoders, m.tokenizers, ["a"], base="sd3")
+
+
+def test_emphasis_toys_cases_33_and_34() -> None:
+    """Cases 33-34 [calc]: z=[[1,2],[3,4]], w=[1,2] -> [[0.588235,1.176471],[3.529412,4.705882]];
+    beside a second text z=[[1,1],[1,1]], w=[1,1] (one batch), that text becomes 0.666667 everywhere."""
+    from retouch.models.text import _apply_emphasis
+    from retouch.prompts.types import Chunk
+
+    z = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    one = _apply_emphasis(z, [Chunk((0, 0), (1.0, 2.0))], "Original")
+    assert torch.allclose(one, torch.tensor([[[0.588235, 1.176471], [3.529412, 4.705882]]]), atol=1e-6)
+    two = _apply_emphasis(torch.cat([z, torch.ones(1, 2, 2)]), [Chunk((0, 0), (1.0, 2.0)), Chunk((0, 0), (1.0, 1.0))],
+                          "Original")
+    assert torch.allclose(two[1], torch.full((2, 2), 2 / 3), atol=1e-6)
+    assert torch.equal(_apply_emphasis(z, [Chunk((0, 0), (1.0, 2.0))], "No norm"), torch.tensor([[[1.0, 2.0], [6.0, 8.0]]]))
