@@ -1,6 +1,7 @@
 """Evaluate the shipped demo model through Retouch's public API (issue #6, "Done when").
 
     .venv/bin/python bench/eval_demo.py [--model demo] [--seeds 20] [--steps 20] [--skip-speed]
+        [--feature-cache N --feature-cache-depth D] [--ngms S] [--skip-early-cfg F]
 
 Prints, for scenes the training never saw (dataset.py's held-out split):
 1. Inpainting prompt adherence: a 56x56 mask, prompt "a large <colour> <shape>"; a seed passes when the
@@ -108,6 +109,17 @@ def eval_inpaint(engine, colours: list[str], seeds: int, steps: int, strength: f
     return rates
 
 
+class WithOptions:
+    """An engine whose every job gets ``options`` (the speed options under evaluation)."""
+
+    def __init__(self, engine, options: dict[str, object]) -> None:  # noqa: ANN001
+        self.engine = engine
+        self.options = options
+
+    def run(self, job):  # noqa: ANN001, ANN201
+        return self.engine.run(job.replace(**self.options))
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(((a.astype(np.float64) - b) ** 2).mean())
     return 10 * math.log10(255.0**2 / max(mse, 1e-10))
@@ -164,15 +176,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--speed-command", default=SPEED_COMMAND)
+    ap.add_argument("--feature-cache", type=int, default=0, help="feature_cache_interval (0 = off)")
+    ap.add_argument("--feature-cache-depth", type=int, default=1)
+    ap.add_argument("--ngms", type=float, default=0.0, help="s_min_uncond (0 = off)")
+    ap.add_argument("--skip-early-cfg", type=float, default=0.0, help="skip_early_cond (0 = off)")
     args = ap.parse_args()
     import torch
 
     from retouch import Engine, load_model
 
     torch.set_num_threads(args.threads)
-    engine = Engine(load_model(args.model))
+    options = {"feature_cache_interval": args.feature_cache, "feature_cache_depth": args.feature_cache_depth,
+               "s_min_uncond": args.ngms, "skip_early_cond": args.skip_early_cfg}
+    engine = WithOptions(Engine(load_model(args.model)), options)
     t0 = time.time()
-    print(f"model {args.model}: {args.seeds} seeds, {args.steps} steps, Euler a")
+    print(f"model {args.model}: {args.seeds} seeds, {args.steps} steps, Euler a, options {options}")
     rates = eval_inpaint(engine, args.colours.split(","), args.seeds, args.steps, args.strength)
     good = [c for c, r in rates.items() if r >= 0.9]
     print(f"  colours at >= 90%: {len(good)} ({', '.join(good)})")

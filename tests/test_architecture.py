@@ -20,6 +20,7 @@ FORBIDDEN = {
     "styles": {"imaging", "sampling", "models", "engine", "runtime", "server", "cli", "formats", "webui"},
     "runtime": {"server", "cli", "formats", "webui", "engine"},
     "plan": {"server", "cli", "formats", "webui", "engine", "models"},
+    "feature_cache": {"engine", "runtime", "server", "cli", "formats", "webui", "sampling", "imaging", "plan"},
     "formats": {"engine", "runtime", "server", "cli", "webui", "models", "sampling"},
     "prompts": {"imaging", "sampling", "models", "engine", "runtime", "server", "cli", "formats", "webui", "plan"},
     "server": {"cli", "scale"},  # the cluster wraps the server, never the reverse

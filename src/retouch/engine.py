@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from retouch.sampling.denoisers import (
 from retouch.sampling.noise import ImageNoise
 from retouch.sampling.registry import build_sigmas
 from retouch.sampling.schedules import sigma_tail
+from retouch.speed import cond_padding, feature_cache, speed_params, uncond_skip
 
 __all__ = ["Engine", "Result", "StepInfo"]
 
@@ -241,6 +243,8 @@ class Engine:
         image_cfg = self.model.family.is_edit and job.image_cfg_scale not in (None, 1.0)
         if image_cfg and len(conds.subprompts) > 1:
             raise ParamError("prompt: instruct-pix2pix with image_cfg_scale takes one prompt; remove AND from it")
+        if image_cfg and job.skip_early_cond != 0:
+            raise ParamError("skip_early_cond: not available for instruct-pix2pix with image_cfg_scale (A1111 fails there)")
         return conds
 
     def _run_batch(
@@ -265,19 +269,21 @@ class Engine:
             return flags["stop"] or bool(should_skip is not None and should_skip())
 
         blend = self._mask_blend(job, inputs, sigmas, tail)
+        cache = feature_cache(job, self.runtime)
+        unet = self.runtime.unet_fn if cache is None else partial(self.runtime.unet_fn, cache=cache)
         denoiser = CFGDenoiser(
-            ModelDenoiser(self.runtime.unet_fn, self.runtime.model_sigmas, self.model.family.prediction),
+            ModelDenoiser(unet, self.runtime.model_sigmas, self.model.family.prediction),
             inputs.conds.subprompts, inputs.conds.uncond, job.cfg_scale,
             image_cfg_scale=job.image_cfg_scale if self.model.family.is_edit else None,
             init_latent=init if inputs.nmask is not None else None, nmask=inputs.nmask, should_stop=stop_now,
-            blend=blend,
+            blend=blend, skip=uncond_skip(job, plan), padding=cond_padding(job, self.runtime),
         )
         samples = self._sample(job, plan, denoiser, x, tail, noise, n, on_step)
         if samples is None:  # stopped: A1111 keeps the last conditional x0 estimate
             samples = denoiser.last_denoised if denoiser.last_denoised is not None else init
         if blend is not None:  # the final blend (soft inpainting skips it, spec soft-masks.md §1.5)
             samples = blend.final(samples)
-        self._finish_batch(job, plan, inputs, n, samples, result)
+        self._finish_batch(job, plan, inputs, n, samples, result, speed_params(job, denoiser))
         return flags["stop"]
 
     def _mask_blend(self, job: Img2Img, inputs: _Inputs, sigmas: Tensor, tail: Tensor) -> MaskBlend | None:
@@ -330,7 +336,8 @@ class Engine:
             return None
 
     def _finish_batch(
-        self, job: Img2Img, plan: Plan, inputs: _Inputs, n: int, samples: Tensor, result: Result
+        self, job: Img2Img, plan: Plan, inputs: _Inputs, n: int, samples: Tensor, result: Result,
+        speed: dict[str, Any],
     ) -> None:
         identity = ModelIdentity(
             self.model.name, self.model.hash, self.model.vae_name, self.model.vae_hash,
@@ -350,7 +357,7 @@ class Engine:
                 model=identity, masked=inputs.prepared.mask is not None,
                 eta_default=plan.sampler.default_eta if plan.sampler.uses_eta else None,
                 uses_churn=plan.sampler.uses_churn, uses_s_noise=plan.sampler.uses_s_noise,
-                prompt_params=self._prompt_params(job, inputs.conds),
+                prompt_params=self._prompt_params(job, inputs.conds), speed_params=speed,
             )
             text = format_infotext(job.prompt, job.negative_prompt, params)
             final.info["parameters"] = text

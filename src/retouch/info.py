@@ -93,11 +93,14 @@ def generation_params(
     uses_churn: bool = False,
     uses_s_noise: bool = False,
     prompt_params: Mapping[str, Any] | None = None,
+    speed_params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Ordered infotext parameters of one image (spec §6.2); values None are dropped by the formatter.
 
     ``prompt_params`` are what A1111's networks and text encoder add during the batch (``Lora hashes``,
     ``TI hashes``, ``Emphasis``): after the mask keys set in ``init``, before the sampler's keys.
+    ``speed_params`` (``retouch.speed.speed_params``: NGMS, Skip Early CFG, Pad conds, set by A1111 during
+    and after sampling) follow the sampler's keys.
     """
     variation = job.subseed_strength != 0
     params: dict[str, Any] = {
@@ -129,6 +132,7 @@ def generation_params(
     params.update(_mask_params(job, masked))
     params.update(prompt_params or {})
     params.update(_sampler_params(job, eta_default, uses_churn, uses_s_noise))
+    params.update(speed_params or {})
     params.update(soft_mask_params(job, masked))
     params["Version"] = VERSION
     return {k: v for k, v in params.items() if v is not None}

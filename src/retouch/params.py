@@ -311,6 +311,16 @@ class Img2Img:
     eta_noise_seed_delta: int = 0
     clip_skip: int = 1
     emphasis: str = "Original"
+    # A1111's speed options (retouch.sampling.guidance), off by default as in A1111
+    s_min_uncond_all: bool = False
+    skip_early_cond: float = 0.0
+    pad_cond_uncond: bool = False
+    pad_cond_uncond_v0: bool = False
+    #: Retouch-only DeepCache-style feature cache (retouch.models.feature_cache): with an interval N >= 2
+    #: the full UNet runs on every N-th call and the calls between reuse its deep features, running
+    #: only ``feature_cache_depth`` outer down/up blocks; 0 or 1 = off (the exact path).
+    feature_cache_interval: int = 0
+    feature_cache_depth: int = 1
     # soft masks (spec soft-masks.md §5.2): A1111's soft inpainting, and Retouch-only options (off = A1111)
     soft_inpainting: SoftInpainting | None = None
     differential_diffusion: DifferentialDiffusion | None = None
@@ -392,6 +402,9 @@ class Img2Img:
         for name in ("s_min_uncond", "s_churn", "s_tmax", "s_tmin"):
             _finite(name, getattr(self, name), 0.0, None)
         _finite("s_noise", self.s_noise, 0.0, 10.0)
+        _finite("skip_early_cond", self.skip_early_cond, 0.0, 1.0)
+        _integer("feature_cache_interval", self.feature_cache_interval, 0, 1000)
+        _integer("feature_cache_depth", self.feature_cache_depth, 1, 8)
         _integer("steps", self.steps, 1, 10_000)
         _integer("batch_size", self.batch_size, 1, 1024)
         _integer("n_iter", self.n_iter, 1, 10_000)

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from retouch.feature_cache import FeatureCache
 from retouch.models.bundle import ModelBundle
 from retouch.models.text import EmbeddingSource, EncodedTexts, TextConditioning, encode_texts
 from retouch.params import ParamError
@@ -163,23 +164,29 @@ class Runtime:
 
     # -- UNet -------------------------------------------------------------------------------------
 
-    def unet_fn(self, x_in: Tensor, t: Tensor, cond: Cond) -> Tensor:
-        """Raw UNet output for scaled input ``x_in`` at fractional timesteps ``t``."""
+    def unet_fn(self, x_in: Tensor, t: Tensor, cond: Cond, cache: FeatureCache | None = None) -> Tensor:
+        """Raw UNet output for scaled input ``x_in`` at fractional timesteps ``t``.
+
+        ``cache`` (a :class:`~retouch.feature_cache.FeatureCache` on this runtime's UNet) runs the call
+        through the feature cache, on the eager UNet.
+        """
         if cond.concat is not None:
             x_in = torch.cat([x_in, cond.concat.to(x_in.dtype)], dim=1)
-        kwargs: dict[str, Any] = {}
+        added: dict[str, Tensor] | None = None
         if cond.pooled is not None:
-            kwargs["added_cond_kwargs"] = {
-                "text_embeds": cond.pooled.to(self.dtype), "time_ids": cond.time_ids.to(self.dtype),  # type: ignore[union-attr]
-            }
+            added = {"text_embeds": cond.pooled.to(self.dtype), "time_ids": cond.time_ids.to(self.dtype)}  # type: ignore[union-attr]
         x_in = x_in.to(self.dtype).contiguous(memory_format=self.memory_format)
         context = cond.context.to(self.dtype)
+        t = t.to(torch.float32)
+        if cache is not None:
+            return cache(x_in, t, context, added).float()
+        kwargs: dict[str, Any] = {} if added is None else {"added_cond_kwargs": added}
         if self._unet is not self.model.unet and self.compile_warmup_s is None:
             start = time.perf_counter()  # the first compiled call compiles: report it apart from steps
-            out = self._unet(x_in, t.to(torch.float32), encoder_hidden_states=context, **kwargs).sample
+            out = self._unet(x_in, t, encoder_hidden_states=context, **kwargs).sample
             self.compile_warmup_s = time.perf_counter() - start
             return out.float()
-        return self._unet(x_in, t.to(torch.float32), encoder_hidden_states=context, **kwargs).sample.float()
+        return self._unet(x_in, t, encoder_hidden_states=context, **kwargs).sample.float()
 
     # -- VAE --------------------------------------------------------------------------------------
 

@@ -178,6 +178,22 @@ GENERATION: tuple[inspect.Parameter, ...] = (
     ),
     _opt("style", list[str] | None, None, "--style", help="Prompt style to apply (repeatable, in order)."),
     _opt("styles_file", Path | None, None, "--styles-file", help="A1111 styles.csv holding the styles."),
+) + _in_panel(
+    "Speed (off by default; each is named in the infotext)",
+    (
+        _opt("ngms", float, 0.0, "--ngms", help="A1111 NGMS (s_min_uncond): skip the negative prompt on every "
+             "other step below this sigma; 0 = off."),
+        _opt("ngms_all_steps", bool, False, "--ngms-all-steps", help="NGMS on every step, not every other."),
+        _opt("skip_early_cfg", float, 0.0, "--skip-early-cfg",
+             help="A1111 Skip Early CFG: ignore the negative prompt on this fraction of the first steps, 0-1."),
+        _opt("pad_conds", bool, False, "--pad-conds",
+             help="A1111 pad_cond_uncond: pad prompt/negative to one length (one UNet call; changes images)."),
+        _opt("pad_conds_v0", bool, False, "--pad-conds-v0", help="A1111's pre-1.6 padding (overrides --pad-conds)."),
+        _opt("feature_cache", int, 0, "--feature-cache",
+             help="Reuse the UNet's deep features: full UNet every N steps (0 = off; approximate)."),
+        _opt("feature_cache_depth", int, 1, "--feature-cache-depth",
+             help="Outer UNet blocks that still run on cached steps (1 = fastest)."),
+    ),
 )
 
 MASK: tuple[inspect.Parameter, ...] = _in_panel(
@@ -292,6 +308,13 @@ _FIELDS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "area": lambda v: {"inpaint_full_res": AreaChoice(v) is AreaChoice.only_masked},
     "padding": lambda v: {"inpaint_full_res_padding": v},
     "no_mask_round": lambda v: {"mask_round": not v},
+    "ngms": lambda v: {"s_min_uncond": v},
+    "ngms_all_steps": lambda v: {"s_min_uncond_all": bool(v)},
+    "skip_early_cfg": lambda v: {"skip_early_cond": v},
+    "pad_conds": lambda v: {"pad_cond_uncond": bool(v)},
+    "pad_conds_v0": lambda v: {"pad_cond_uncond_v0": bool(v)},
+    "feature_cache": lambda v: {"feature_cache_interval": v},
+    "feature_cache_depth": lambda v: {"feature_cache_depth": v},
 }
 
 

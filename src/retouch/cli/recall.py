@@ -38,6 +38,12 @@ def _number(text: str) -> int | float:
     return _int(text) if _INT.match(text.strip()) else float(text)
 
 
+def _flag(text: str) -> bool:
+    if text not in ("True", "False"):
+        raise ValueError(f"expected True or False, got {text!r}")
+    return text == "True"
+
+
 def _choice(table: Mapping[str, Any]) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         if text not in table:
@@ -88,6 +94,13 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "Sigma tmin": ("s_tmin", _number),
     "Sigma tmax": ("s_tmax", _number),
     "Sigma noise": ("s_noise", _number),
+    "NGMS": ("s_min_uncond", _number),
+    "NGMS all steps": ("s_min_uncond_all", _flag),
+    "Skip Early CFG": ("skip_early_cond", _number),
+    "Pad conds": ("pad_cond_uncond", _flag),
+    "Pad conds v0": ("pad_cond_uncond_v0", _flag),
+    "Feature cache interval": ("feature_cache_interval", _int),
+    "Feature cache depth": ("feature_cache_depth", _int),
 }
 
 

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from retouch.sampling.blend import LinearBlend, MaskBlend
 from retouch.sampling.conditioning import Cond, CondSchedule, SubPrompt, combine_composable, pad_contexts
+from retouch.sampling.guidance import CondPadding, UncondSkip
 from retouch.sampling.schedules import sigma_to_t
 
 __all__ = [
@@ -81,6 +82,11 @@ class CFGDenoiser:
     one sub-prompt of weight 1. ``image_cfg_scale`` (edit models) enables the 3-branch combine
     ``u + cfg*(c - i) + image_cfg*(i - u)`` where the ``u`` branch gets a zero image latent; it needs
     exactly one sub-prompt, as A1111 asserts.
+
+    A1111's speed options (:mod:`retouch.sampling.guidance`): ``skip`` leaves out the uncond branch on
+    the calls its rule picks and combines with the first sub-prompt's output as a fake uncond at scale
+    1.0; ``skipped`` counts those calls per option name. ``padding`` pads cond/uncond to one length;
+    ``padded`` says whether the last call was padded (A1111's ``padded_cond_uncond`` flags).
     """
 
     def __init__(
@@ -95,6 +101,8 @@ class CFGDenoiser:
         nmask: Tensor | None = None,
         should_stop: Callable[[], bool] | None = None,
         blend: MaskBlend | None = None,
+        skip: UncondSkip | None = None,
+        padding: CondPadding | None = None,
     ) -> None:
         self.model = model
         self.subprompts = _subprompts(cond)
@@ -110,6 +118,12 @@ class CFGDenoiser:
         if blend is None and init_latent is not None and nmask is not None:
             blend = LinearBlend(init_latent, nmask)
         self.blend = blend
+        if self.image_cfg and skip is not None and skip.skip_early_cond != 0.0:
+            raise ValueError("skip_early_cond does not work with image CFG (instruct-pix2pix); A1111 fails there")
+        self.skip = skip
+        self.padding = padding
+        self.skipped: dict[str, int] = {}
+        self.padded = False
         self.last_denoised: Tensor | None = None
         self.calls = 0
 
@@ -118,13 +132,22 @@ class CFGDenoiser:
         only = self.subprompts[0]
         return not self.image_cfg and self.cfg_scale == 1.0 and len(self.subprompts) == 1 and only.weight == 1.0
 
-    def _branches(self, call: int) -> list[Cond]:
+    def _skip_reason(self, sigma: Tensor) -> str | None:
+        if self.skip is None:
+            return None
+        s = sigma.reshape(-1)[:1]
+        t = float(sigma_to_t(s.to(self.model.model_sigmas.dtype), self.model.model_sigmas)) if self.skip.on_timestep else 0.0
+        return self.skip.reason(self.calls, float(s), t, edit=self.image_cfg)
+
+    def _branches(self, call: int, skip_uncond: bool) -> list[Cond]:
         conds = pad_contexts([sp.schedule.at(call) for sp in self.subprompts])
         uncond = self.uncond.at(call)
+        if self.padding is not None:
+            conds, uncond, self.padded = self.padding.apply(conds, uncond)
         if self.image_cfg:
             assert uncond.concat is not None, "image CFG needs an image conditioning"
             return [conds[0], uncond, replace(uncond, concat=torch.zeros_like(uncond.concat))]
-        return conds if self.skips_uncond else [*conds, uncond]
+        return conds if skip_uncond else [*conds, uncond]
 
     def _evaluate(self, x: Tensor, sigma: Tensor, branches: list[Cond]) -> list[Tensor]:
         """Model outputs per branch: one batched call per distinct text length, in branch order."""
@@ -143,15 +166,19 @@ class CFGDenoiser:
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
         if self.should_stop is not None and self.should_stop():
             raise StopRequested
-        outs = self._evaluate(x, sigma, self._branches(self.calls))
+        reason = self._skip_reason(sigma)
+        outs = self._evaluate(x, sigma, self._branches(self.calls, self.skips_uncond or reason is not None))
         c = outs[0]
-        if self.image_cfg:
+        weights = [sp.weight for sp in self.subprompts]
+        if reason is not None:  # A1111's fake uncond: the first sub-prompt's output, scale 1.0
+            self.skipped[reason] = self.skipped.get(reason, 0) + 1
+            denoised = combine_composable(outs, weights, c, 1.0)
+        elif self.image_cfg:
             _, i, u = outs
             denoised = u + self.cfg_scale * (c - i) + float(self.image_cfg_scale) * (i - u)  # type: ignore[arg-type]
         elif self.skips_uncond:
             denoised = c
         else:
-            weights = [sp.weight for sp in self.subprompts]
             denoised = combine_composable(outs[:-1], weights, outs[-1], self.cfg_scale)
         if self.blend is not None:
             denoised = self.blend.step(denoised, sigma, self.calls)

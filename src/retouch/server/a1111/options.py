@@ -44,6 +44,10 @@ OPTION_FIELDS: dict[str, str] = {
     "s_tmax": "s_tmax",
     "s_noise": "s_noise",
     "s_min_uncond": "s_min_uncond",
+    "s_min_uncond_all": "s_min_uncond_all",
+    "skip_early_cond": "skip_early_cond",
+    "pad_cond_uncond": "pad_cond_uncond",
+    "pad_cond_uncond_v0": "pad_cond_uncond_v0",
 }
 
 SAMPLES_FORMATS = ("png",)
@@ -80,6 +84,10 @@ class Options(BaseModel):
     s_tmax: float | None = None
     s_noise: float | None = None
     s_min_uncond: float | None = None
+    s_min_uncond_all: bool | None = None
+    skip_early_cond: float | None = None
+    pad_cond_uncond: bool | None = None
+    pad_cond_uncond_v0: bool | None = None
     eta_ancestral: float | None = None
     eta_ddim: float | None = None
     return_grid: bool | None = Field(

@@ -60,6 +60,11 @@ _INFOTEXT_FIELDS: dict[str, tuple[str, type]] = {
     "Seed resize from-1": ("seed_resize_from_w", int),
     "Seed resize from-2": ("seed_resize_from_h", int),
 }
+#: Retouch-only infotext key -> (request field, type), for request schemas that have the field (our job API).
+_RETOUCH_INFOTEXT_FIELDS: dict[str, tuple[str, type]] = {
+    "Feature cache interval": ("feature_cache_interval", int),
+    "Feature cache depth": ("feature_cache_depth", int),
+}
 #: infotext key -> (option, type), added to override_settings unless already there (spec §5.5).
 _INFOTEXT_OPTIONS: dict[str, tuple[str, type]] = {
     "Clip skip": ("CLIP_stop_at_last_layers", int),
@@ -68,6 +73,11 @@ _INFOTEXT_OPTIONS: dict[str, tuple[str, type]] = {
     "Conditional mask weight": ("inpainting_mask_weight", float),
     "Noise multiplier": ("initial_noise_multiplier", float),
     "Extra noise": ("img2img_extra_noise", float),
+    "NGMS": ("s_min_uncond", float),
+    "NGMS all steps": ("s_min_uncond_all", bool),
+    "Skip Early CFG": ("skip_early_cond", float),
+    "Pad conds": ("pad_cond_uncond", bool),
+    "Pad conds v0": ("pad_cond_uncond_v0", bool),
 }
 
 
@@ -137,6 +147,10 @@ def _soft_infotext(req: Img2ImgRequest, parsed: dict[str, object]) -> dict[str, 
 
 
 def _cast(key: str, value: Any, kind: type) -> Any:
+    if kind is bool:  # A1111 writes flags as True / False
+        if str(value) not in ("True", "False"):
+            raise ParamError(f"infotext: {key} value {value!r} must be True or False")
+        return str(value) == "True"
     try:
         return kind(value)
     except (TypeError, ValueError):
@@ -152,6 +166,9 @@ def merge_infotext(req: Img2ImgRequest) -> Img2ImgRequest:
     updates: dict[str, Any] = {}
     for key, (name, kind) in _INFOTEXT_FIELDS.items():
         if key in parsed and name not in req.model_fields_set:
+            updates[name] = _cast(key, parsed[key], kind)
+    for key, (name, kind) in _RETOUCH_INFOTEXT_FIELDS.items():
+        if key in parsed and name in type(req).model_fields and name not in req.model_fields_set:
             updates[name] = _cast(key, parsed[key], kind)
     overrides = dict(req.override_settings or {})
     for key, (option, kind) in _INFOTEXT_OPTIONS.items():

@@ -49,7 +49,7 @@ class DifferentialDiffusionBody(BaseModel):
 
 
 class JobRequest(Img2ImgRequest):
-    """Body of ``POST /api/v1/jobs``: A1111's img2img request plus Retouch's soft-mask fields."""
+    """Body of ``POST /api/v1/jobs``: A1111's img2img request plus Retouch's soft-mask and feature-cache fields."""
 
     soft_inpainting: SoftInpaintingBody | None = None
     differential_diffusion: DifferentialDiffusionBody | None = None
@@ -59,12 +59,14 @@ class JobRequest(Img2ImgRequest):
     seam_correction: Literal["none", "lowfreq"] = "none"
     seam_radius: int = Field(32, description="pixels, 4-256")
     grid_aligned_crop: bool = False
+    feature_cache_interval: int = Field(0, description="feature cache: full UNet every N calls; 0 or 1 = off")
+    feature_cache_depth: int = Field(1, description="feature cache: outer down/up blocks run on cached calls")
 
     def retouch_extras(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             name: getattr(self, name)
             for name in ("latent_mask_mode", "paste_back", "keep_unmasked_exact", "seam_correction",
-                         "seam_radius", "grid_aligned_crop")
+                         "seam_radius", "grid_aligned_crop", "feature_cache_interval", "feature_cache_depth")
         }
         if self.soft_inpainting is not None:
             out["soft_inpainting"] = SoftInpainting(**self.soft_inpainting.model_dump())
