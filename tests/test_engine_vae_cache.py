@@ -164,3 +164,32 @@ def test_the_cached_posterior_is_never_handed_out() -> None:
 def test_a_negative_size_is_refused() -> None:
     with pytest.raises(ParamError, match="cache size"):
         Engine(tiny_model(seed=0), precision="fp32", vae_cache_size=-1)
+
+
+class RecordingVAE(CountingVAE):
+    """Also records the latent shape of every ``decode`` call."""
+
+    def __init__(self, vae: Any) -> None:
+        super().__init__(vae)
+        self.decoded: list[tuple[int, ...]] = []
+
+    def decode(self, z: torch.Tensor) -> Any:
+        self.decoded.append(tuple(z.shape))
+        return self.inner.decode(z)
+
+
+def test_only_masked_decodes_the_crop_alone_and_steps_decode_nothing() -> None:
+    """A 96x96 image with a small mask, processed at 32x32: one (1, 4, 4, 4) decode per image, no more."""
+    bundle = tiny_model(seed=0)
+    vae = RecordingVAE(bundle.vae)
+    engine = Engine(dataclasses.replace(bundle, vae=vae), precision="fp32")
+    big = Image.fromarray(np.random.default_rng(1).integers(0, 255, (96, 96, 3), dtype=np.uint8))
+    mask = Image.new("L", (96, 96), 0)
+    mask.paste(255, (40, 40, 56, 56))
+    steps: list[int] = []
+    result = engine.run(_job(init_images=[big], mask=mask, inpaint_full_res=True, inpaint_full_res_padding=0,
+                             batch_size=2), on_step=lambda info: steps.append(info.step))
+    assert steps and result.images[0].size == (96, 96)
+    assert vae.decoded == [(1, 4, SIZE // 8, SIZE // 8)] * 2  # the crop, once per image; no preview decodes
+    engine.preview(torch.zeros(1, 4, SIZE // 8, SIZE // 8))  # a caller that asks gets one
+    assert len(vae.decoded) == 3
