@@ -31,7 +31,7 @@ from retouch.params import Img2Img, MaskedContent, ParamError, ResizeMode
 from retouch.plan import Plan, make_plan
 from retouch.preprocess import Prepared, finish_image, prepare_images
 from retouch.prompting import JobConds, TextRequest, build_conds, schedule_steps
-from retouch.runtime import Runtime, signed_pixels
+from retouch.runtime import VAE_CACHE_SIZE, Runtime, signed_pixels
 from retouch.sampling.blend import DifferentialBlend, LinearBlend, MaskBlend, SoftInpaintBlend
 from retouch.sampling.denoisers import (
     CFGDenoiser,
@@ -107,6 +107,7 @@ class _Inputs:
     nmask: Tensor | None
     image_cond: Tensor | None
     comments: list[str]
+    vae_encodes: dict[str, int]
     conds: JobConds | None = None
 
 
@@ -119,17 +120,19 @@ class Engine:
     in place; the VAE keeps fp32 weights and runs under autocast, so a NaN decode can be redone in fp32.
     ``channels_last`` stores convolution weights NHWC (faster with oneDNN). ``compile=True`` wraps the
     UNet in ``torch.compile``; the first call's compile time is reported apart, as
-    ``Result.parameters["compile_warmup_s"]``.
+    ``Result.parameters["compile_warmup_s"]``. ``vae_cache_size`` VAE posteriors are kept, keyed by the
+    exact VAE input, so a repeated job on the same pixels skips the encode with identical results (``0``:
+    off); ``Result.parameters["vae_encode_cached"]`` / ``["vae_encode_computed"]`` count a job's encodes.
     """
 
     def __init__(
         self, model: ModelBundle, device: str | None = None, precision: str = "auto", *,
-        channels_last: bool = True, compile: bool = False,
+        channels_last: bool = True, compile: bool = False, vae_cache_size: int = VAE_CACHE_SIZE,
         embeddings_dir: str | os.PathLike[str] | None = None, lora_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.model = model
         self.runtime = Runtime(model, device=device, precision=precision, channels_last=channels_last,
-                               compile=compile)
+                               compile=compile, vae_cache_size=vae_cache_size)
         self.networks = Networks(model, embeddings_dir=embeddings_dir, lora_dir=lora_dir)
 
     @property
@@ -158,6 +161,7 @@ class Engine:
         inputs = self._prepare(job, plan)  # 3-5. pixels, VAE encode, latent masks, image conditioning
         inputs.conds = self._conds(job, plan, prompt, inputs.image_cond)  # 6. text conditioning schedules
         result = self._empty_result(job, plan, inputs.comments + list(self.networks.comments))
+        result.parameters.update(inputs.vae_encodes)  # served from the VAE cache / computed
         for n in range(plan.n_iter):  # 7. one batch per iteration
             if should_stop is not None and should_stop():
                 result.interrupted = True
@@ -175,6 +179,7 @@ class Engine:
 
     def _prepare(self, job: Img2Img, plan: Plan) -> _Inputs:
         prepared = prepare_images(job, plan.width, plan.height)
+        hits, misses = self.runtime.vae_cache.hits, self.runtime.vae_cache.misses
         comments = list(plan.comments) + list(prepared.comments)
         images = _batch_images(prepared.images, plan.batch_size)
         slot_seeds = plan.seeds[: plan.batch_size]
@@ -190,7 +195,9 @@ class Engine:
             nmask = torch.from_numpy(values).to(self.device)[None, None].expand_as(init_latent).clone()
             init_latent = self._fill_latent(job, plan, init_latent, nmask)
         image_cond = self._image_conditioning(job, plan, images, prepared.mask, init_latent)
-        return _Inputs(prepared, init_latent, nmask, image_cond, comments)
+        cache = self.runtime.vae_cache
+        encodes = {"vae_encode_cached": cache.hits - hits, "vae_encode_computed": cache.misses - misses}
+        return _Inputs(prepared, init_latent, nmask, image_cond, comments, encodes)
 
     def _fill_latent(self, job: Img2Img, plan: Plan, init_latent: Tensor, nmask: Tensor) -> Tensor:
         """Masked content "latent noise"/"latent nothing" (spec §2.8 modes 2-3)."""

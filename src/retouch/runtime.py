@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from PIL import Image
 from torch import Tensor
 
 from retouch.feature_cache import FeatureCache
+from retouch.lru import LRU, array_key
 from retouch.models.bundle import ModelBundle
 from retouch.models.text import EmbeddingSource, EncodedTexts, TextConditioning, encode_texts
 from retouch.params import ParamError
@@ -29,6 +30,7 @@ __all__ = ["Runtime", "choose_device", "choose_dtype", "set_threads", "PRECISION
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _TEXT_CACHE_SIZE = 32
+VAE_CACHE_SIZE = 16  # posteriors of 512x512 inputs: 2 x 64 KiB each
 
 
 def choose_device(device: str | torch.device | None) -> torch.device:
@@ -97,12 +99,23 @@ def signed_pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
 
 
+@dataclass(frozen=True)
+class Posterior:
+    """The VAE encoder's diagonal Gaussian for one input, (1, 4, h, w) float32 each, before any sampling."""
+
+    mean: Tensor
+    std: Tensor
+
+
 class Runtime:
-    """Owns the bundle's modules on one device and dtype; encodes text, runs the UNet and the VAE."""
+    """Owns the bundle's modules on one device and dtype; encodes text, runs the UNet and the VAE.
+
+    ``vae_cache_size``: how many VAE posteriors to keep, keyed by the exact VAE input (``0``: off).
+    """
 
     def __init__(
         self, model: ModelBundle, device: str | torch.device | None, precision: str, *,
-        channels_last: bool = True, compile: bool = False,
+        channels_last: bool = True, compile: bool = False, vae_cache_size: int = VAE_CACHE_SIZE,
     ) -> None:
         self.model = model
         self.device = choose_device(device)
@@ -119,7 +132,8 @@ class Runtime:
         self._unet: Any = torch.compile(model.unet) if compile else model.unet
         self.compile_warmup_s: float | None = None
         self.model_sigmas = model_sigmas(model.alphas_cumprod).to(torch.float32)
-        self._text_cache: OrderedDict[Any, EncodedTexts] = OrderedDict()
+        self._text_cache: LRU[EncodedTexts] = LRU(_TEXT_CACHE_SIZE)
+        self.vae_cache: LRU[Posterior] = LRU(vae_cache_size)
         self._notices: list[str] = []
 
     # -- text -------------------------------------------------------------------------------------
@@ -134,16 +148,13 @@ class Runtime:
         engine passes the active LoRA set and the embedding library's version).
         """
         key = (tuple(texts), clip_skip, emphasis, cache_key)
-        if key in self._text_cache:
-            self._text_cache.move_to_end(key)
-            return self._text_cache[key]
-        encoded = encode_texts(
-            self.model.text_encoders, self.model.tokenizers, texts, base=self.model.family.base,
-            clip_skip=clip_skip, emphasis=emphasis, embeddings=embeddings,
-        )
-        self._text_cache[key] = encoded
-        if len(self._text_cache) > _TEXT_CACHE_SIZE:
-            self._text_cache.popitem(last=False)
+        encoded = self._text_cache.get(key)
+        if encoded is None:
+            encoded = encode_texts(
+                self.model.text_encoders, self.model.tokenizers, texts, base=self.model.family.base,
+                clip_skip=clip_skip, emphasis=emphasis, embeddings=embeddings,
+            )
+            self._text_cache.put(key, encoded)
         return encoded
 
     def text_cond(self, tc: TextConditioning, row: int, batch: int, width: int, height: int, *, zero: bool = False) -> Cond:
@@ -206,16 +217,33 @@ class Runtime:
         """
         latents = []
         for array, seed in zip(arrays, seeds, strict=True):
-            x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].to(self.device)
-            with self._autocast(True):
-                dist = self.model.vae.encode(x).latent_dist
-            mean, std = dist.mean.float(), dist.std.float()
-            z = mean
+            posterior = self._posterior(array)
+            mean, std = posterior.mean, posterior.std
+            z = mean  # never returned itself: torch.cat below copies, so the cached tensors stay untouched
             if sample:
                 gen = torch.Generator("cpu").manual_seed(int(seed))
                 z = mean + std * torch.randn(mean.shape, generator=gen).to(self.device)
             latents.append(z * self.model.family.latent_scale if scale else z)
         return torch.cat(latents)
+
+    def _posterior(self, array: np.ndarray) -> Posterior:
+        """The VAE posterior of one HWC array, from ``vae_cache`` when these exact bytes were encoded before.
+
+        The key is the VAE's input itself (shape, dtype, digest of the bytes), so every job field that
+        changes the pixels (size, resize mode, crop, fill, mask, inpainting weight) changes it; the
+        model's and VAE's hashes, device and dtype complete it. The posterior sample is drawn after
+        the lookup, so seeds share an entry and a hit is byte-identical to a fresh encode.
+        """
+        key = (array_key(array), self.model.hash, self.model.vae_hash, str(self.device), str(self.dtype))
+        cached = self.vae_cache.get(key)
+        if cached is not None:
+            return cached
+        x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].to(self.device)
+        with self._autocast(True):
+            dist = self.model.vae.encode(x).latent_dist
+        posterior = Posterior(dist.mean.float(), dist.std.float())
+        self.vae_cache.put(key, posterior)
+        return posterior
 
     def encode(self, images: Sequence[Image.Image], seeds: Sequence[int], *, sample: bool = True,
                scale: bool = True) -> Tensor:
