@@ -118,12 +118,14 @@ def _inputs(sc: Scenario) -> tuple[Image.Image, Image.Image | None]:
 
 
 def _retouch(impl: str, sc: Scenario, parts: dict[str, Any]) -> tuple[Any, torch.nn.Module]:
-    """Retouch's Engine on the components, precision "auto", running the scenario as an A1111 job."""
+    """Retouch's Engine on the components, precision "auto", running the scenario as an A1111 job.
+
+    The VAE encode cache is off: the timed repeats run the same input, and diffusers has no such
+    cache, so both sides encode every run (``bench/vae_cache.py`` measures the cache itself)."""
     from retouch.engine import Engine
     from retouch.params import Img2Img, MaskedContent
 
     bundle = configs.bundle(parts, inpaint=sc.inpaint)
-    # No VAE cache: the warm-up run would make the timed run's encode a hit; diffusers encodes every time.
     engine = Engine(bundle, precision="auto", vae_cache_size=0)
     image, mask = _inputs(sc)
     job = Img2Img(
