@@ -148,3 +148,15 @@ def test_settings_from_serve_run_arguments() -> None:
         ClusterSettings(min_replicas=1)
     with pytest.raises(ValueError, match="must be a number"):
         ClusterSettings.from_args({"replicas": "two"})
+
+
+def test_the_serve_run_builder_makes_an_application_and_names_bad_arguments() -> None:
+    from ray.serve import Application
+
+    import retouch.scale
+
+    assert isinstance(retouch.scale.app({"model": "demo", "replicas": "2", "cpus_per_replica": "0.5"}), Application)
+    with pytest.raises(ValueError, match="unknown argument.*replica"):
+        retouch.scale.app({"model": "demo", "replica": "2"})
+    with pytest.raises(FileNotFoundError, match="no model at"):
+        retouch.scale.app({"model": "/nonexistent.safetensors"})

@@ -66,9 +66,11 @@ def _scaling(settings: ClusterSettings) -> dict[str, Any]:
 
 
 def build_app(settings: ClusterSettings) -> Any:
-    """The bound Serve application (ingress -> model deployment) for ``settings``."""
+    """The bound Serve application (ingress -> model deployment) for ``settings``; a missing
+    checkpoint raises FileNotFoundError here, before anything is deployed."""
     from ray import serve
 
+    settings.models()
     resources = {"num_cpus": settings.cpus_per_replica, "num_gpus": settings.gpus_per_replica}
     model: Any = serve.deployment(
         worker_class(settings.models_per_replica), name="RetouchModel", max_ongoing_requests=1,
@@ -88,7 +90,7 @@ def serve_cluster(
     """``retouch serve --ray``: run the app on ``address`` (or a local loopback cluster) until Ctrl-C."""
     from ray import serve
 
-    settings.models()  # a missing checkpoint fails here, before anything starts
+    settings.models()  # a missing checkpoint fails here, before Ray starts
     with ray_session(address, num_cpus=num_cpus):
         serve.start(http_options={"host": host, "port": port})
         try:
