@@ -55,6 +55,7 @@ import torch
 from retouch.models.hashing import file_sha256
 from retouch.models.loading import UnsafeCheckpointError, load_pickle
 from retouch.models.networks import embedding_images
+from retouch.prompts import embedding_lookup
 from retouch.prompts.types import EmbeddingRef
 
 __all__ = [
@@ -342,7 +343,7 @@ class EmbeddingDatabase:
         ids = self._name_ids(registered, problems)
         usable = [registered[name] for name in ids]
         loaded = {e.name: e for e in sorted(usable, key=lambda e: e.name.lower())}
-        return _Snapshot(signature, loaded, skipped, problems, _lookup_table(usable, ids))
+        return _Snapshot(signature, loaded, skipped, problems, embedding_lookup(EmbeddingRef(e.name, ids[e.name], e.vectors) for e in usable))
 
     def _name_ids(self, registered: Mapping[str, Embedding], problems: dict[str, str]) -> dict[str, tuple[int, ...]]:
         """Each name's token ids under the first tokenizer, in registration order; untokenizable names are problems."""
@@ -440,14 +441,3 @@ def _listing(embeddings: Mapping[str, Embedding]) -> dict[str, dict[str, Any]]:
         }
         for name, e in embeddings.items()
     }
-
-
-def _lookup_table(
-    embeddings: Sequence[Embedding], ids: Mapping[str, tuple[int, ...]]
-) -> dict[int, tuple[EmbeddingRef, ...]]:
-    """First id -> refs sorted by token length, longest first; the stable sort keeps registration order on ties."""
-    table: dict[int, list[EmbeddingRef]] = {}
-    for embedding in embeddings:
-        tokens = ids[embedding.name]
-        table.setdefault(tokens[0], []).append(EmbeddingRef(embedding.name, tokens, embedding.vectors))
-    return {first: tuple(sorted(refs, key=lambda r: len(r.ids), reverse=True)) for first, refs in table.items()}
