@@ -35,6 +35,7 @@ from retouch.runtime import VAE_CACHE_SIZE, Runtime, signed_pixels
 from retouch.sampling.blend import DifferentialBlend, LinearBlend, MaskBlend, SoftInpaintBlend
 from retouch.sampling.denoisers import (
     CFGDenoiser,
+    LCMDenoiser,
     ModelDenoiser,
     StopRequested,
     latent_blend,
@@ -157,6 +158,9 @@ class Engine:
         as a one-shot request (return True once per skip), spec §5.6.
         """
         plan = make_plan(job)  # 1. names, sizes, seeds, schedule: fails before any model runs
+        if plan.sampler.lcm and self.model.family.prediction != "epsilon":
+            raise ParamError(f"sampler_name: LCM needs an epsilon-prediction model; {self.model.name} is "
+                             f"{self.model.family.name} ({self.model.family.prediction})")
         prompt = self.networks.activate(job.prompt)  # 2. LoRA tags merged; the prompt without them
         inputs = self._prepare(job, plan)  # 3-5. pixels, VAE encode, latent masks, image conditioning
         inputs.conds = self._conds(job, plan, prompt, inputs.image_cond)  # 6. text conditioning schedules
@@ -279,7 +283,8 @@ class Engine:
         cache = feature_cache(job, self.runtime)
         unet = self.runtime.unet_fn if cache is None else partial(self.runtime.unet_fn, cache=cache)
         denoiser = CFGDenoiser(
-            ModelDenoiser(unet, self.runtime.model_sigmas, self.model.family.prediction),
+            (LCMDenoiser if plan.sampler.lcm else ModelDenoiser)(
+                unet, self.runtime.model_sigmas, self.model.family.prediction),
             inputs.conds.subprompts, inputs.conds.uncond, job.cfg_scale,
             image_cfg_scale=job.image_cfg_scale if self.model.family.is_edit else None,
             init_latent=init if inputs.nmask is not None else None, nmask=inputs.nmask, should_stop=stop_now,

@@ -13,6 +13,7 @@ from retouch.preprocess import check_image_inputs
 from retouch.sampling.noise import batch_seeds, resolve_seed
 from retouch.sampling.registry import (
     SamplerSpec,
+    check_schedule,
     get_sampler,
     get_scheduler,
     resolved_scheduler_label,
@@ -74,6 +75,7 @@ def make_plan(job: Img2Img) -> Plan:
     name, suffix = split_sampler_name(job.sampler_name)
     sampler = get_sampler(name)
     scheduler = get_scheduler(suffix if suffix is not None and job.scheduler == "Automatic" else job.scheduler)
+    check_schedule(sampler, scheduler)
     comments: list[str] = []
     width, height = job.width - job.width % 8, job.height - job.height % 8
     if (width, height) != (job.width, job.height):

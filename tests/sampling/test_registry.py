@@ -15,6 +15,7 @@ LO, HI = float(MS[0]), float(MS[-1])
 A1111_ORDER = [
     "DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE",
     "Euler a", "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "DPM adaptive", "Restart", "DDIM",
+    "LCM",
 ]  # fmt: skip
 
 
@@ -25,7 +26,7 @@ def test_sampler_list_order_and_defaults():
         assert defaults[name] == "karras"
     for name in ("DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE"):
         assert defaults[name] == "exponential"
-    for name in ("Euler a", "Euler", "LMS", "Heun", "DPM fast", "DPM adaptive", "DDIM"):
+    for name in ("Euler a", "Euler", "LMS", "Heun", "DPM fast", "DPM adaptive", "DDIM", "LCM"):
         assert defaults[name] is None
 
 

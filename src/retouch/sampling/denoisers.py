@@ -16,6 +16,7 @@ from torch import Tensor
 from retouch.sampling.blend import LinearBlend, MaskBlend
 from retouch.sampling.conditioning import Cond, CondSchedule, SubPrompt, combine_composable, pad_contexts
 from retouch.sampling.guidance import CondPadding, UncondSkip
+from retouch.sampling.lcm import lcm_boundary, lcm_timestep
 from retouch.sampling.schedules import sigma_to_t
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "SubPrompt",
     "UNetFn",
     "ModelDenoiser",
+    "LCMDenoiser",
     "CFGDenoiser",
     "StopRequested",
     "latent_blend",
@@ -62,6 +64,24 @@ class ModelDenoiser:
         if self.prediction == "epsilon":
             return x - s * out
         return x / (s**2 + 1.0) + out * (-s / (s**2 + 1.0) ** 0.5)
+
+
+class LCMDenoiser(ModelDenoiser):
+    """A1111's LCM model wrapper (:mod:`retouch.sampling.lcm`): the eps model called at the nearest of
+    LCM's 50 grid timesteps, its x0 passed through the consistency boundary scalings. eps models only
+    (A1111 wraps every model as eps here; the engine refuses v-prediction models)."""
+
+    def __init__(self, unet: UNetFn, model_sigmas: Tensor, prediction: str) -> None:
+        if prediction != "epsilon":
+            raise ValueError(f"the LCM sampler needs an epsilon-prediction model; this one predicts {prediction!r}")
+        super().__init__(unet, model_sigmas, prediction)
+
+    def __call__(self, x: Tensor, sigma: Tensor, cond: Cond) -> Tensor:
+        s = sigma.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
+        c_in = 1.0 / (s**2 + 1.0) ** 0.5
+        t = lcm_timestep(sigma.to(self.model_sigmas.dtype), self.model_sigmas)
+        x0 = x - s * self.unet(x * c_in, t, cond).to(x.dtype)
+        return lcm_boundary(t, x0, x)
 
 
 class CFGDenoiser:

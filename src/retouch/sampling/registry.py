@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from retouch.params import ParamError
+from retouch.sampling import lcm
 from retouch.sampling import samplers as s
 from retouch.sampling import samplers_extra as sx
 from retouch.sampling import schedules as sch
@@ -33,6 +34,7 @@ __all__ = [
     "get_scheduler",
     "split_sampler_name",
     "build_sigmas",
+    "check_schedule",
     "resolved_scheduler_label",
 ]
 
@@ -47,7 +49,8 @@ class SamplerSpec:
     ``discard_next_to_last_sigma``: request N+1 sigmas and drop the penultimate one. ``uses_ensd``:
     ENSD is written to the infotext (when ENSD != 0 and eta != 0). ``default_eta``: eta when the job
     gives none (A1111 options ``eta_ancestral`` = 1.0, ``eta_ddim`` = 0.0). ``timestep_sampler``: one of
-    A1111's timestep samplers, whose "Automatic" schedule is the DDIM timestep grid.
+    A1111's timestep samplers, whose "Automatic" schedule is the DDIM timestep grid. ``lcm``: A1111's
+    LCM sampler, which sees the model through its 50-step grid (:mod:`retouch.sampling.lcm`).
     """
 
     name: str
@@ -62,6 +65,7 @@ class SamplerSpec:
     uses_ensd: bool = False
     default_eta: float = 1.0
     timestep_sampler: bool = False
+    lcm: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ _SAMPLER_LIST = (
     _spec("DPM adaptive", sx.sample_dpm_adaptive, ["k_dpm_ad"], eta=True, uses_ensd=True),
     _spec("Restart", sx.sample_restart, ["restart"], "karras", second=True),
     _spec("DDIM", sx.sample_ddim, ["ddim"], eta=True, uses_ensd=True, default_eta=0.0, timestep_sampler=True),
+    _spec("LCM", lcm.sample_lcm, ["k_lcm"], lcm=True),
 )
 
 #: A1111's samplers in its list order (DPM++ 2M first), by display name.
@@ -152,6 +157,9 @@ _SCHEDULER_LIST: tuple[tuple[str, str, ScheduleFn | None, tuple[str, ...]], ...]
         lambda a: sch.sigmas_beta(a.n, a.sigma_min, a.sigma_max, a.beta_alpha, a.beta_beta), (),
     ),
 )
+
+#: Schedule types that read the model's own timestep table, which LCM replaces by its grid: refused with it.
+_LCM_REFUSED = frozenset({"sgm_uniform", "simple", "normal", "ddim"})
 
 #: Schedule types in A1111's order: name -> (label, function); "automatic" has no function of its own.
 SCHEDULERS: Mapping[str, tuple[str, ScheduleFn | None]] = MappingProxyType(
@@ -210,6 +218,15 @@ def _resolved_name(sampler: SamplerSpec, scheduler: str) -> str | None:
     return name
 
 
+def check_schedule(sampler: SamplerSpec, scheduler: str) -> None:
+    """Refuse a schedule type the sampler cannot run (LCM with one that reads the model's timesteps)."""
+    name = _resolved_name(sampler, scheduler)
+    if sampler.lcm and name in _LCM_REFUSED:
+        allowed = ", ".join(_LABELS[k] for k in _LABELS if k not in _LCM_REFUSED)
+        raise ParamError(f"schedule type {_LABELS[name]!r} is not available with the LCM sampler "
+                         f"(it reads the model's own timestep table, which LCM replaces); allowed: {allowed}")
+
+
 def resolved_scheduler_label(sampler: SamplerSpec, scheduler: str) -> str:
     """What A1111's infotext shows as "Schedule type" (spec §6.2): "Automatic" becomes the sampler's
     default label when it has one (DPM++ 2M -> "Karras"), else stays "Automatic" (Euler, DDIM)."""
@@ -250,6 +267,12 @@ def build_sigmas(
     steps = n + 1 if discard else n
     name = _resolved_name(sampler, scheduler)
     model_sigmas = model_sigmas.detach().to(device="cpu", dtype=torch.float32)
+    if sampler.lcm:  # the model seen through LCM's 50-step grid (its range; its own "Automatic"/"Uniform")
+        check_schedule(sampler, scheduler)
+        if name in (None, "uniform"):
+            sigmas = lcm.sigmas_lcm(model_sigmas, steps)
+            return torch.cat([sigmas[:-2], sigmas[-1:]]) if discard else sigmas
+        model_sigmas = lcm.lcm_grid(model_sigmas)
     if name is None:
         sigmas = (sch.sigmas_ddim if sampler.timestep_sampler else sch.sigmas_automatic)(model_sigmas, steps)
     else:
