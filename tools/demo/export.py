@@ -1,6 +1,8 @@
 """Convert the trained demo model (train.py's export_diffusers.pt) to the shipped single-file checkpoint.
 
-    .venv/bin/python tools/demo/export.py runs/demo/export_diffusers.pt src/retouch/demo/demo.safetensors
+    .venv/bin/python tools/demo/export.py runs/demo3/export_diffusers.pt src/retouch/demo/demo.safetensors
+    .venv/bin/python tools/demo/export.py runs/demo3-inpaint/export_diffusers.pt \
+        src/retouch/demo/demo-inpaint.safetensors --no-config-folder
 
 The file is in the original SD (LDM) key layout, stored in bfloat16 (the CPU's fast 16-bit type; float16
 has no fast path on CPUs), with the diffusers configs embedded in its metadata so ``load_model`` builds
@@ -30,13 +32,14 @@ def bundle_from_export(path: Path, vae_path: Path | None = None):  # noqa: ANN20
     from retouch.models.tokenizers import clip_tokenizer
 
     state = torch.load(path, weights_only=False)
-    unet, vae, text = models.build_unet(), models.build_vae(), models.build_text_encoder()
+    channels = state["unet"]["conv_in.weight"].shape[1]  # 9: the inpainting variant (inpaint.py)
+    unet, vae, text = models.build_unet(in_channels=channels), models.build_vae(), models.build_text_encoder()
     unet.load_state_dict(state["unet"])
     vae.load_state_dict(torch.load(vae_path) if vae_path is not None else state["vae"])
     text.load_state_dict(state["text"])
     return ModelBundle(
-        family=family_by_name("sd1"), unet=unet.eval(), vae=vae.eval(), text_encoders=(text.eval(),),
-        tokenizers=(clip_tokenizer(),), name="demo",
+        family=family_by_name("sd1-inpaint" if channels == 9 else "sd1"), unet=unet.eval(), vae=vae.eval(),
+        text_encoders=(text.eval(),), tokenizers=(clip_tokenizer(),), name="demo-inpaint" if channels == 9 else "demo",
     ), state
 
 

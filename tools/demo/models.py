@@ -13,9 +13,9 @@ from typing import Any
 LATENT_SCALE = 0.18215  # SD1's VAE factor; the trained VAE is rescaled so that it holds (see train.py)
 
 VAE_CONFIG: dict[str, Any] = dict(
-    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[16, 32, 64, 128],
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[32, 64, 128, 128],
     down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-    layers_per_block=1, norm_num_groups=4, sample_size=128, scaling_factor=LATENT_SCALE, act_fn="silu",
+    layers_per_block=1, norm_num_groups=8, sample_size=128, scaling_factor=LATENT_SCALE, act_fn="silu",
 )
 UNET_CONFIG: dict[str, Any] = dict(
     sample_size=16, in_channels=4, out_channels=4, block_out_channels=[32, 64, 128], layers_per_block=1,
@@ -42,10 +42,11 @@ def build_vae(**overrides: Any) -> Any:
     return AutoencoderKL(**{**VAE_CONFIG, **overrides})
 
 
-def build_unet() -> Any:
+def build_unet(**overrides: Any) -> Any:
+    """The demo UNet; ``in_channels=9`` builds the inpainting variant (SD 1.5-inpainting layout)."""
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel(**UNET_CONFIG)
+    return UNet2DConditionModel(**{**UNET_CONFIG, **overrides})
 
 
 def build_text_encoder() -> Any:

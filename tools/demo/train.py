@@ -201,8 +201,34 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             e.lerp_(p, 1.0 - decay)
 
 
-def unet_state(work: Path, vae_shape: int):  # noqa: ANN201
-    unet, text = models.build_unet(), models.build_text_encoder()
+def initial_weights(unet: torch.nn.Module, text: torch.nn.Module, source: str) -> None:
+    """Start the UNet and text encoder from ``source``: "" (PyTorch's default initialisation), "demo" (the
+    shipped demo model's weights) or an ``export_diffusers.pt`` path. A 9-channel UNet gets the 4-channel
+    ``conv_in`` in its first four input channels and zeros for the mask and masked-image channels, so
+    it starts as the source model ignoring them (the usual way inpainting models are started)."""
+    if not source:
+        return
+    if source == "demo":
+        from retouch.models.loading import load_model
+
+        bundle = load_model("demo", dtype=torch.float32)
+        unet_sd, text_sd = bundle.unet.state_dict(), bundle.text_encoders[0].state_dict()
+    else:
+        saved = torch.load(source, weights_only=False)
+        unet_sd, text_sd = saved["unet"], saved["text"]
+    want = unet.conv_in.weight.shape[1]
+    w = unet_sd["conv_in.weight"]
+    if w.shape[1] != want:
+        grown = torch.zeros(w.shape[0], want, *w.shape[2:], dtype=w.dtype)
+        grown[:, : w.shape[1]] = w
+        unet_sd = {**unet_sd, "conv_in.weight": grown}
+    unet.load_state_dict(unet_sd)
+    text.load_state_dict(text_sd)
+
+
+def unet_state(work: Path, in_channels: int, init: str):  # noqa: ANN201
+    unet, text = models.build_unet(in_channels=in_channels), models.build_text_encoder()
+    initial_weights(unet, text, init)
     params = list(unet.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=6e-4, betas=(0.9, 0.99), weight_decay=0.0)
     ema = torch.nn.ModuleDict({"unet": copy.deepcopy(unet), "text": copy.deepcopy(text)}).requires_grad_(False)
@@ -231,10 +257,15 @@ def export(work: Path, vae: torch.nn.Module, ema: torch.nn.ModuleDict, step: int
 
 
 def stage_unet(work: Path, vae: torch.nn.Module, latents: tuple[torch.Tensor, torch.Tensor],
-               args: argparse.Namespace) -> None:
+               args: argparse.Namespace, masked: dict[str, torch.Tensor] | None = None) -> None:
+    """Train the UNet and text encoder; ``masked`` (inpaint.py's masks and masked-image latents) makes
+    it the 9-channel inpainting variant: input = [noisy latent, latent-size mask, masked-image latent]."""
     mean, std = latents
     caps = Captions(len(mean))
-    unet, text, ema, opt, state = unet_state(work, 0)
+    unet, text, ema, opt, state = unet_state(work, 4 if masked is None else 9, args.init)
+    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    log(work, f"unet: bf16 autocast {bf16}, cpu {torch.backends.cpu.get_cpu_capability()}, init {args.init!r}, "
+              f"{'inpainting (9 channels)' if masked is not None else 'text-to-image (4 channels)'}")
     alphas = __import__("retouch.models.bundle", fromlist=["x"]).scaled_linear_alphas_cumprod().float()
     snr = alphas / (1 - alphas)
     weight = snr.clamp(max=5.0) / snr
@@ -258,8 +289,12 @@ def stage_unet(work: Path, vae: torch.nn.Module, latents: tuple[torch.Tensor, to
         lr = args.lr * min(1.0, (step + 1) / args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        cond = text(ids).last_hidden_state
-        pred = unet(zt, t, encoder_hidden_states=cond).sample
+        if masked is not None:
+            extra = masked["mean"][idx].float() + masked["std"][idx].float() * torch.randn(args.batch, 4, 16, 16)
+            zt = torch.cat([zt, masked["mask"][idx].float(), extra * models.LATENT_SCALE], dim=1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            cond = text(ids).last_hidden_state
+            pred = unet(zt, t, encoder_hidden_states=cond).sample
         loss = ((pred.float() - eps) ** 2).mean(dim=(1, 2, 3)).mul(weight[t]).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -305,6 +340,9 @@ def main() -> None:
     ap.add_argument("--ckpt-minutes", type=float, default=4)
     ap.add_argument("--export-minutes", type=float, default=10)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--init", default="", help='UNet/text start: "" (random), "demo" (shipped) or an export .pt')
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                    help="bf16 autocast for the UNet stage (auto: where oneDNN runs bf16 natively)")
     ap.add_argument("--stop-after", choices=["data", "vae", "encode", "unet"], default="unet")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -109,7 +109,7 @@ GENERATION: tuple[inspect.Parameter, ...] = (
         "demo",
         "--model",
         "-m",
-        help="Checkpoint file or diffusers folder ('demo': the bundled model).",
+        help="Checkpoint file or diffusers folder ('demo': the bundled model; 'demo-inpaint': its inpainting variant).",
     ),
     _opt("vae", Path | None, None, "--vae", help="External VAE file replacing the checkpoint's."),
     _opt("lora_dir", Path | None, None, "--lora-dir",

@@ -42,6 +42,8 @@ from retouch.models.tokenizers import CONFIG_ROOT, clip_tokenizer
 __all__ = ["load_model", "read_state_dict", "load_pickle", "bundled_configs", "probe_v_prediction", "UnsafeCheckpointError", "DEMO_MODEL_PATH", "SINGLE_FILE_SUFFIXES"]
 
 DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "demo" / "demo.safetensors"
+DEMO_INPAINT_PATH = DEMO_MODEL_PATH.with_name("demo-inpaint.safetensors")
+DEMO_MODELS = {"demo": DEMO_MODEL_PATH, "demo-inpaint": DEMO_INPAINT_PATH}  # names load_model resolves
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
 Tensors = dict[str, torch.Tensor]
 
@@ -378,10 +380,11 @@ def _attach_vae(bundle: ModelBundle, path: Path, dtype: torch.dtype | None, devi
 
 
 def _resolve(path: str | os.PathLike[str]) -> Path:
-    if os.fspath(path) == "demo":
-        if not DEMO_MODEL_PATH.is_file():
-            raise FileNotFoundError(f"the demo model is not installed (expected {DEMO_MODEL_PATH})")
-        return DEMO_MODEL_PATH
+    demo = DEMO_MODELS.get(os.fspath(path))
+    if demo is not None:
+        if not demo.is_file():
+            raise FileNotFoundError(f"the demo model {os.fspath(path)!r} is not installed (expected {demo})")
+        return demo
     source = Path(path).expanduser()
     if not source.exists():
         raise FileNotFoundError(f"no model at {source}")
@@ -402,7 +405,7 @@ def load_model(
     """Load a checkpoint for the engine, offline: the ``ModelBundle`` of UNet, VAE, text encoders, tokenizers.
 
     ``path``: an LDM/A1111 single file (``.safetensors``, ``.ckpt``, ``.pt``, ``.pth``), a diffusers
-    folder, or ``"demo"`` (the bundled demo model). ``vae``: a separate VAE file (sets ``vae_name`` and
+    folder, ``"demo"`` (the bundled demo model) or ``"demo-inpaint"`` (its 9-channel inpainting variant). ``vae``: a separate VAE file (sets ``vae_name`` and
     ``vae_hash``). ``family``: one of ``families.FAMILIES`` to skip detection (e.g. ``"sd2-v"``).
     ``device``: where the modules go (default: stay on CPU). ``dtype``: the weights' dtype; ``None``
     keeps each component of a single file (and a separate VAE) in the floating dtype most of its stored
