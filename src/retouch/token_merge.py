@@ -152,8 +152,11 @@ def _first(args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Tensor:
 
 
 @contextmanager
-def token_merging(unet: torch.nn.Module, ratio: float) -> Iterator[TokenMerging | None]:
-    """Merge tokens in ``unet``'s full-resolution self-attention while the block runs; None for ratio 0."""
+def token_merging(unet: Any, ratio: float) -> Iterator[TokenMerging | None]:
+    """Merge tokens in ``unet``'s full-resolution self-attention inside the ``with`` block; None for ratio 0.
+
+    ``unet``: a diffusers ``UNet2DConditionModel`` (its ``conv_in`` and ``BasicTransformerBlock`` s).
+    Yields the run's :class:`TokenMerging` (its counts), or None when ``ratio`` is 0 (no hooks at all)."""
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"token_merging_ratio must be in [0, 1); got {ratio}")
     if ratio == 0.0:
@@ -168,7 +171,7 @@ def token_merging(unet: torch.nn.Module, ratio: float) -> Iterator[TokenMerging 
         sample = _first(args, kwargs, "input")
         state.latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
 
-    def watch(key: int, block: torch.nn.Module) -> None:
+    def watch(key: int, block: Any) -> None:
         def on_block(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             state._plans[key] = state.plan(_first(args, kwargs, "hidden_states"))
 
