@@ -138,7 +138,7 @@ class TokenMerging:
         tokens = x.shape[1]
         hw = grid_size(self.latent_hw, tokens)
         found = None
-        if hw is not None and hw[0] * hw[1] == tokens:
+        if hw is not None and hw[0] * hw[1] == tokens:  # always so in a UNet; tomesd would fail otherwise
             found = plan_merge(x, hw[0], hw[1], int(tokens * self.ratio))
         if found is None:
             self.plain_calls += 1
