@@ -8,9 +8,11 @@ block input ``x`` (B, N, C) and the UNet's latent size (H, W):
   grid ``h = ceil(H / downsample)``, ``w = ceil(W / downsample)``, removing ``r = int(N * ratio)`` tokens.
 * Partition (no randomness): the grid is cut into 2x2 cells (``h // 2`` by ``w // 2`` of them); each
   cell's top-left token is a *dst* token, every other token (the other three, and the last row or
-  column of an odd grid) is *src*. The order is the one ``argsort`` gives on a buffer of -1 (dst) and
-  0 (src) in row-major order; on CPU that is dst positions ascending, then src positions ascending
-  (tests/test_token_merge.py checks it), and the same call is made here so any device orders as tomesd does.
+  column of an odd grid) is *src*. The order is the one ``argsort(dim=1)`` (not stable) gives on the
+  (1, h*w, 1) int64 buffer of -1 (dst) and 0 (src), row-major: dst first, then src, but within each
+  part grid order only up to 16 tokens on torch 2.13 CPU and scrambled beyond (measured; a 5x5 grid's
+  src start 24, 23, 22, ...). The order only moves ties and float summation order, and the same call
+  is made here, so every device and torch build orders as tomesd does on it.
 * Matching: cosine similarity of each src token to each dst token; each src keeps its best dst; the
   ``min(r, #src)`` src tokens with the highest best score are merged into their dst (a mean over the
   dst and all src merged into it), the others are kept.
