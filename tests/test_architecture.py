@@ -21,6 +21,8 @@ FORBIDDEN = {
     "runtime": {"server", "cli", "formats", "webui", "engine"},
     "plan": {"server", "cli", "formats", "webui", "engine", "models"},
     "feature_cache": {"engine", "runtime", "server", "cli", "formats", "webui", "sampling", "imaging", "plan"},
+    "token_merge": {"params", "engine", "runtime", "server", "cli", "formats", "webui", "sampling", "imaging", "plan",
+                    "models"},
     "formats": {"engine", "runtime", "server", "cli", "webui", "models", "sampling"},
     "prompts": {"imaging", "sampling", "models", "engine", "runtime", "server", "cli", "formats", "webui", "plan"},
     "server": {"cli", "scale"},  # the cluster wraps the server, never the reverse

@@ -45,6 +45,7 @@ from retouch.sampling.noise import ImageNoise
 from retouch.sampling.registry import build_sigmas
 from retouch.sampling.schedules import sigma_tail
 from retouch.speed import cond_padding, feature_cache, speed_params, uncond_skip
+from retouch.token_merge import token_merging
 
 __all__ = ["Engine", "Result", "StepInfo"]
 
@@ -290,7 +291,8 @@ class Engine:
             init_latent=init if inputs.nmask is not None else None, nmask=inputs.nmask, should_stop=stop_now,
             blend=blend, skip=uncond_skip(job, plan), padding=cond_padding(job, self.runtime),
         )
-        samples = self._sample(job, plan, denoiser, x, tail, noise, n, on_step)
+        with token_merging(self.runtime.model.unet, job.token_merging_ratio):  # hooks for this run only
+            samples = self._sample(job, plan, denoiser, x, tail, noise, n, on_step)
         if samples is None:  # stopped: A1111 keeps the last conditional x0 estimate
             samples = denoiser.last_denoised if denoiser.last_denoised is not None else init
         if blend is not None:  # the final blend (soft inpainting skips it, spec soft-masks.md §1.5)

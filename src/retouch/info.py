@@ -125,6 +125,7 @@ def generation_params(
         "Conditional mask weight": job.inpainting_mask_weight if model.inpainting else None,
         "Clip skip": job.clip_skip if job.clip_skip > 1 else None,
         "ENSD": job.eta_noise_seed_delta if job.eta_noise_seed_delta else None,
+        "Token merging ratio": job.token_merging_ratio if job.token_merging_ratio else None,
         "RNG": "CPU",
     }
     if job.soft_inpainting is not None and job.mask is not None:  # before Mask blur (soft-masks.md §1.10)

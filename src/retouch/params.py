@@ -321,6 +321,10 @@ class Img2Img:
     #: only ``feature_cache_depth`` outer down/up blocks; 0 or 1 = off (the exact path).
     feature_cache_interval: int = 0
     feature_cache_depth: int = 1
+    #: A1111's token merging (ToMe, retouch.token_merge): the ratio applied to this job, A1111's
+    #: ``p.get_token_merging_ratio()`` (the server resolves the ``token_merging_ratio`` and
+    #: ``token_merging_ratio_img2img`` options into it); 0 = off (the exact path), at most just under 1.
+    token_merging_ratio: float = 0.0
     # soft masks (spec soft-masks.md §5.2): A1111's soft inpainting, and Retouch-only options (off = A1111)
     soft_inpainting: SoftInpainting | None = None
     differential_diffusion: DifferentialDiffusion | None = None
@@ -405,6 +409,9 @@ class Img2Img:
         _finite("skip_early_cond", self.skip_early_cond, 0.0, 1.0)
         _integer("feature_cache_interval", self.feature_cache_interval, 0, 1000)
         _integer("feature_cache_depth", self.feature_cache_depth, 1, 8)
+        ratio = _finite("token_merging_ratio", self.token_merging_ratio)
+        if not 0.0 <= ratio < 1.0:
+            raise ParamError(f"token_merging_ratio must be in [0, 1) (0 = off); got {self.token_merging_ratio!r}")
         _integer("steps", self.steps, 1, 10_000)
         _integer("batch_size", self.batch_size, 1, 1024)
         _integer("n_iter", self.n_iter, 1, 10_000)

@@ -189,6 +189,9 @@ GENERATION: tuple[inspect.Parameter, ...] = (
         _opt("pad_conds", bool, False, "--pad-conds",
              help="A1111 pad_cond_uncond: pad prompt/negative to one length (one UNet call; changes images)."),
         _opt("pad_conds_v0", bool, False, "--pad-conds-v0", help="A1111's pre-1.6 padding (overrides --pad-conds)."),
+        _opt("token_merging", float, 0.0, "--token-merging",
+             help="A1111 token merging (ToMe) ratio in [0, 1): merge this share of the full-resolution "
+             "self-attention tokens; 0 = off."),
         _opt("feature_cache", int, 0, "--feature-cache",
              help="Reuse the UNet's deep features: full UNet every N steps (0 = off; approximate)."),
         _opt("feature_cache_depth", int, 1, "--feature-cache-depth",
@@ -313,6 +316,7 @@ _FIELDS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "skip_early_cfg": lambda v: {"skip_early_cond": v},
     "pad_conds": lambda v: {"pad_cond_uncond": bool(v)},
     "pad_conds_v0": lambda v: {"pad_cond_uncond_v0": bool(v)},
+    "token_merging": lambda v: {"token_merging_ratio": v},
     "feature_cache": lambda v: {"feature_cache_interval": v},
     "feature_cache_depth": lambda v: {"feature_cache_depth": v},
 }

@@ -99,6 +99,7 @@ _KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "Skip Early CFG": ("skip_early_cond", _number),
     "Pad conds": ("pad_cond_uncond", _flag),
     "Pad conds v0": ("pad_cond_uncond_v0", _flag),
+    "Token merging ratio": ("token_merging_ratio", _number),
     "Feature cache interval": ("feature_cache_interval", _int),
     "Feature cache depth": ("feature_cache_depth", _int),
 }

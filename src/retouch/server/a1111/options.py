@@ -7,7 +7,8 @@ snapshots the server defaults when it is submitted, and neither an override nor 
 ``POST /options`` can change a job already queued or running. Any other option name is refused with
 the list of supported names. ``eta_ancestral`` / ``eta_ddim`` become the job's ``eta`` when the request
 gives none and the sampler uses eta (ancestral/SDE samplers / DDIM, by the sampler's default eta).
-``return_grid`` decides whether the Loopback script returns its grid; the options of
+``token_merging_ratio`` and ``token_merging_ratio_img2img`` become the job's one applied ratio by
+A1111's img2img rule (translate.token_merging_ratio). ``return_grid`` decides whether the Loopback script returns its grid; the options of
 :data:`UI_ONLY_DEFAULTS` (``send_seed`` and others that A1111's own test suite and clients read and
 write) only change A1111's web UI: they are kept and returned, and change nothing here.
 """
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from retouch.params import Img2Img, ParamError
 
-__all__ = ["OPTION_FIELDS", "Options", "OptionsStore", "validate_options", "SAMPLES_FORMATS"]
+__all__ = ["OPTION_FIELDS", "TOKEN_MERGING_OPTIONS", "Options", "OptionsStore", "validate_options", "SAMPLES_FORMATS"]
 
 #: A1111 option name -> Img2Img field (spec Appendix C).
 OPTION_FIELDS: dict[str, str] = {
@@ -51,6 +52,10 @@ OPTION_FIELDS: dict[str, str] = {
 }
 
 SAMPLES_FORMATS = ("png",)
+
+#: A1111's token merging options; :func:`retouch.server.a1111.translate.token_merging_ratio` resolves them
+#: into the job's one ``token_merging_ratio``.
+TOKEN_MERGING_OPTIONS = ("token_merging_ratio", "token_merging_ratio_img2img")
 
 _UI_ONLY = "UI-only option of A1111's web UI: accepted, stored and returned, with no effect on this server"
 
@@ -88,6 +93,10 @@ class Options(BaseModel):
     skip_early_cond: float | None = None
     pad_cond_uncond: bool | None = None
     pad_cond_uncond_v0: bool | None = None
+    token_merging_ratio: float | None = Field(None, description="ToMe ratio, 0 = off; an override wins over the img2img one")
+    token_merging_ratio_img2img: float | None = Field(
+        None, description="ToMe ratio for img2img, 0 = use token_merging_ratio"
+    )
     eta_ancestral: float | None = None
     eta_ddim: float | None = None
     return_grid: bool | None = Field(
@@ -126,6 +135,8 @@ def default_options(model_title: str) -> dict[str, Any]:
         "eta_ancestral": 1.0,
         "eta_ddim": 0.0,
         "return_grid": True,
+        "token_merging_ratio": 0.0,
+        "token_merging_ratio_img2img": 0.0,
         **UI_ONLY_DEFAULTS,
     }
     values.update({opt: _field_default(field) for opt, field in OPTION_FIELDS.items()})
@@ -181,6 +192,9 @@ def _check_values(values: dict[str, Any], *, where: str, model_names: tuple[str,
         for key in ("eta_ancestral", "eta_ddim"):
             if key in values:
                 Img2Img(eta=values[key])
+        for key in TOKEN_MERGING_OPTIONS:
+            if key in values:
+                Img2Img(token_merging_ratio=values[key])
         Img2Img(**fields)
     except ParamError as e:
         raise ParamError(f"{where}: {e}") from None

@@ -18,7 +18,7 @@ them, §8.17); http(s) URLs are not fetched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ from retouch.server.a1111.schemas import Img2ImgRequest
 from retouch.server.config import ServerConfig
 from retouch.styles import PromptStyle, apply_styles
 
-__all__ = ["Submission", "build_submission", "merge_infotext"]
+__all__ = ["Submission", "build_submission", "merge_infotext", "token_merging_ratio"]
 
 #: Request fields copied to Img2Img unchanged when set.
 _DIRECT = (
@@ -78,6 +78,7 @@ _INFOTEXT_OPTIONS: dict[str, tuple[str, type]] = {
     "Skip Early CFG": ("skip_early_cond", float),
     "Pad conds": ("pad_cond_uncond", bool),
     "Pad conds v0": ("pad_cond_uncond_v0", bool),
+    "Token merging ratio": ("token_merging_ratio", float),
 }
 
 
@@ -210,8 +211,22 @@ def _decode(name: str, data: str, max_pixels: int) -> Image.Image:
         raise ParamError(f"{name}: {e}") from None
 
 
-def _job_fields(req: Img2ImgRequest, options: dict[str, Any]) -> dict[str, Any]:
+def token_merging_ratio(options: Mapping[str, Any], overridden: Collection[str]) -> float:
+    """A1111's ``StableDiffusionProcessingImg2Img.get_token_merging_ratio`` for an API request.
+
+    ``p.token_merging_ratio or ("token_merging_ratio" in override_settings and opts.token_merging_ratio)
+    or opts.token_merging_ratio_img2img or opts.token_merging_ratio``, with ``p.token_merging_ratio`` 0
+    (a class attribute in A1111, not a request field): a general ratio given in ``override_settings``
+    (or recalled from an infotext) wins, else the img2img option if non-zero, else the general option."""
+    general = float(options.get("token_merging_ratio", 0.0))
+    if "token_merging_ratio" in overridden and general:
+        return general
+    return float(options.get("token_merging_ratio_img2img", 0.0)) or general
+
+
+def _job_fields(req: Img2ImgRequest, options: dict[str, Any], overridden: Collection[str] = ()) -> dict[str, Any]:
     fields: dict[str, Any] = {field: options[opt] for opt, field in OPTION_FIELDS.items() if opt in options}
+    fields["token_merging_ratio"] = token_merging_ratio(options, overridden)
     for name in _FROM_OPTIONS:
         value = getattr(req, name)
         if value is not None:
@@ -276,7 +291,7 @@ def build_submission(
     options = {**server_options, **overrides}
     _check_limits(req, config)
     assert req.init_images is not None
-    fields = _job_fields(req, options)
+    fields = _job_fields(req, options, overrides)
     fields["init_images"] = [
         _decode(f"init_images[{i}]", data, config.max_image_pixels) for i, data in enumerate(req.init_images)
     ]
