@@ -161,6 +161,8 @@ def soft_mask_params(job: Img2Img, masked: bool) -> dict[str, Any]:
         out["Seam correction"] = f"{job.seam_correction} {job.seam_radius}"
     if job.grid_aligned_crop:
         out["Grid aligned crop"] = True
+    if job.mask_alpha != "a1111":
+        out["Mask alpha"] = job.mask_alpha
     return out
 
 
@@ -199,7 +201,7 @@ def soft_mask_fields(parsed: Mapping[str, object]) -> dict[str, Any]:
             thresholds=text.get("Differential thresholds", "timestep"),
             reference=text.get("Differential reference", "relative"),
         )
-    for key, name in (("Latent mask mode", "latent_mask_mode"), ("Paste back", "paste_back")):
+    for key, name in (("Latent mask mode", "latent_mask_mode"), ("Paste back", "paste_back"), ("Mask alpha", "mask_alpha")):
         if key in text:
             out[name] = text[key]
     for key, name in (("Keep unmasked exact", "keep_unmasked_exact"), ("Grid aligned crop", "grid_aligned_crop")):

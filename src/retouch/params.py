@@ -165,7 +165,8 @@ DIFFERENTIAL_HOOKS: tuple[FieldHook, ...] = (
               choices=("relative", "absolute")),
 )
 
-#: Retouch-only seam and paste-back options of Img2Img (spec soft-masks.md §5.4); all off by default.
+#: Retouch-only seam, paste-back and mask-input options of Img2Img (spec soft-masks.md §5.4, G4); all off
+#: (A1111's behaviour) by default.
 SEAM_HOOKS: tuple[FieldHook, ...] = (
     FieldHook("latent_mask_mode", "choice", "a1111", "'a1111': bicubic latent mask (rounded unless soft); "
               "'cover': a latent cell is generated iff any of its pixels shows generated content; "
@@ -180,6 +181,10 @@ SEAM_HOOKS: tuple[FieldHook, ...] = (
               "applies, the seam correction.", 4, 256, 1),
     FieldHook("grid_aligned_crop", "bool", False, "Only masked: choose the crop so latent cells map to "
               "whole source-pixel blocks (no sub-pixel shift at paste-back)."),
+    FieldHook("mask_alpha", "choice", "a1111", "Which channel of the mask image is the mask: 'a1111': the "
+              "alpha of an RGBA mask, else luminance (LA, P with transparency: luminance); 'auto': the alpha "
+              "of any mask that has one; 'alpha': always the alpha; 'luminance': never the alpha.",
+              choices=("a1111", "auto", "alpha", "luminance")),
 )
 
 
@@ -334,6 +339,8 @@ class Img2Img:
     seam_correction: str = "none"
     seam_radius: int = 32
     grid_aligned_crop: bool = False
+    #: which channel of ``mask`` is the mask (imaging.mask.to_single_channel_mask; spec soft-masks.md G4)
+    mask_alpha: str = "a1111"
     comments: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:

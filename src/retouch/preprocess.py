@@ -28,6 +28,7 @@ from retouch.imaging import (
     to_single_channel_mask,
     whole_picture_overlay_mask,
 )
+from retouch.imaging.mask import mask_transparency
 from retouch.imaging.seams import clamp_to_support, grid_aligned_box, paste_back
 from retouch.params import Img2Img, MaskedContent, ParamError, ResizeMode
 
@@ -76,7 +77,7 @@ def _processing_mask(job: Img2Img, width: int, height: int) -> tuple[Image.Image
     """(processing mask, overlay mask, crop box) from ``job.mask`` (spec §2.4-§2.7)."""
     if job.mask is None:
         return None, None, None
-    m = to_single_channel_mask(job.mask, job.mask_round)
+    m = to_single_channel_mask(job.mask, job.mask_round, job.mask_alpha)
     if job.inpainting_mask_invert:
         m = invert_mask(m)
     if job.mask_blur_x > 0 or job.mask_blur_y > 0:
@@ -98,6 +99,12 @@ def check_image_inputs(job: Img2Img) -> None:
     """Refuse image/mask combinations A1111 mishandles (spec §8.5, §8.7) before any model runs."""
     if job.mask is None:
         return
+    if job.mask_alpha == "alpha" and mask_transparency(job.mask) is None:
+        raise ParamError(
+            f"mask_alpha 'alpha' needs a mask with transparency (an alpha band: RGBA, LA, PA; or P, L, RGB with a "
+            f"transparency entry); this mask is mode {job.mask.mode!r} without one. Use mask_alpha 'a1111', "
+            "'auto' or 'luminance'"
+        )
     if job.inpaint_full_res:
         for i, im in enumerate(job.init_images):
             if im.size != job.mask.size:

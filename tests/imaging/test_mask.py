@@ -190,3 +190,55 @@ def test_conditioning_mask() -> None:
     assert soft.dtype == np.float32 and soft.shape == (1, 4)
     assert np.allclose(soft, np.array([[0, 127, 128, 255]]) / 255)
     assert conditioning_mask(mask, round=True).tolist() == [[0, 0, 1, 1]]
+
+
+def _alpha_masks() -> dict[str, Image.Image]:
+    """Masks whose alpha is [0, 100, 200, 255] over black pixels (the G4 case: a painter's layer)."""
+    alpha = Image.frombytes("L", (4, 1), bytes([0, 100, 200, 255]))
+    black = Image.new("L", (4, 1), 0)
+    pa = Image.new("P", (4, 1))
+    pa.putpalette([0, 0, 0] * 256)
+    pa.putalpha(alpha)
+    rgba = Image.merge("RGBA", [black, black, black, alpha])
+    return {"RGBA": rgba, "LA": Image.merge("LA", [black, alpha]), "PA": pa}
+
+
+def _values(mask: Image.Image) -> list[int]:
+    return np.asarray(mask).ravel().tolist()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA"])
+def test_mask_alpha_modes_on_alpha_band_masks_g4(mode: str) -> None:
+    """G4 (soft-masks.md §4): A1111 reads the alpha of RGBA only; an LA/PA mask of black pixels with a
+    soft alpha is luminance 0 there, i.e. an empty mask. 'auto' and 'alpha' read [0, 100, 200, 255];
+    'luminance' reads 0 everywhere; with ``round`` the alpha is thresholded > 128 (100 -> 0, 200 -> 255)."""
+    mask = _alpha_masks()[mode]
+    soft, black = [0, 100, 200, 255], [0, 0, 0, 0]
+    assert _values(to_single_channel_mask(mask, False)) == (soft if mode == "RGBA" else black)
+    assert _values(to_single_channel_mask(mask, False, "auto")) == soft
+    assert _values(to_single_channel_mask(mask, False, "alpha")) == soft
+    assert _values(to_single_channel_mask(mask, True, "auto")) == [0, 0, 255, 255]
+    assert _values(to_single_channel_mask(mask, True, "luminance")) == black
+
+
+def test_mask_alpha_modes_on_palette_transparency_and_grey_g4() -> None:
+    """P with one transparent index (as PNG keeps it: ``info['transparency'] = 0``): A1111 luminance 0;
+    'auto'/'alpha' read index 0 as alpha 0, the others 255. A grey L mask: luminance in every mode but
+    'alpha', which refuses it naming the modes that carry transparency. An opaque RGBA: 'auto' falls back
+    to luminance like A1111, 'alpha' reads 255 everywhere."""
+    p = Image.frombytes("P", (4, 1), bytes([0, 1, 0, 1]))
+    p.putpalette([0, 0, 0, 0, 0, 0])
+    p.info["transparency"] = 0
+    assert _values(to_single_channel_mask(p, False)) == [0, 0, 0, 0]
+    assert _values(to_single_channel_mask(p, False, "auto")) == [0, 255, 0, 255]
+    assert _values(to_single_channel_mask(p, False, "alpha")) == [0, 255, 0, 255]
+    grey = Image.frombytes("L", (4, 1), bytes([0, 60, 130, 255]))
+    for alpha in ("a1111", "auto", "luminance"):
+        assert _values(to_single_channel_mask(grey, True, alpha)) == [0, 60, 130, 255]
+    with pytest.raises(ValueError, match="needs a mask with transparency.*'L'"):
+        to_single_channel_mask(grey, False, "alpha")
+    opaque = Image.merge("RGBA", [grey, grey, grey, Image.new("L", (4, 1), 255)])
+    assert _values(to_single_channel_mask(opaque, False, "auto")) == [0, 60, 130, 255]
+    assert _values(to_single_channel_mask(opaque, False, "alpha")) == [255] * 4
+    with pytest.raises(ValueError, match="a1111, auto, alpha, luminance"):
+        to_single_channel_mask(grey, False, "red")

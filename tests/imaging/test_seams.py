@@ -163,6 +163,77 @@ def test_grid_aligned_crop_has_no_shift_t13() -> None:
     assert np.array_equal(np.asarray(pasted)[8:72, 8:72], np.asarray(original)[8:72, 8:72])
 
 
+def _checker(w: int, h: int, ox: int, oy: int, side: int = 16) -> Image.Image:
+    """Grey checkerboard (28 / 228) of ``side``-px squares with a corner at (ox, oy)."""
+    y, x = np.mgrid[0:h, 0:w]
+    v = (((x - ox) // side + (y - oy) // side) % 2) * 200 + 28
+    return Image.fromarray(np.stack([v] * 3, -1).astype(np.uint8))
+
+
+def _edge_shifts(original: Image.Image, out: Image.Image, rect: tuple[int, int, int, int], ox: int, oy: int,
+                 side: int = 16) -> tuple[float, float, float]:
+    """(mean dx, mean dy, max |dy|) in px of the checkerboard's edges inside ``rect``, out minus original.
+
+    Each edge position is measured on a 16-px segment across it by the area rule: with the segment
+    normalised to 0 at its start and 1 at its end, the step sits ``Σ(1 - v)`` px after the start (exact
+    for a sharp step, and unbiased for any blur that is symmetric about the edge). Segments run along
+    the middle half of each square, away from the corners.
+    """
+    o = np.asarray(original, dtype=np.float64)[..., 0]
+    p = np.asarray(out.convert("RGB"), dtype=np.float64)[..., 0]
+    x1, y1, x2, y2 = rect
+    half = side // 2
+
+    def pos(seg: np.ndarray) -> float:
+        return float(np.sum(1 - (seg - seg[0]) / (seg[-1] - seg[0])))
+
+    mid = range(side // 4, 3 * side // 4)
+    dx = [pos(p[r, e - half:e + half]) - pos(o[r, e - half:e + half])
+          for e in range(ox % side, o.shape[1], side) if x1 <= e - half and e + half <= x2
+          for r in range(y1, y2) if (r - oy) % side in mid]
+    dy = [pos(p[e - half:e + half, c]) - pos(o[e - half:e + half, c])
+          for e in range(oy % side, o.shape[0], side) if y1 <= e - half and e + half <= y2
+          for c in range(x1, x2) if (c - ox) % side in mid]
+    return float(np.mean(dx)), float(np.mean(dy)), float(np.max(np.abs(dy)))
+
+
+def test_grid_aligned_crop_removes_the_a1111_fill_band_shift_t13() -> None:
+    """T13 through the job path (prepare_images -> identity "model" -> finish_image), 320x240 checkerboard,
+    Only masked at 64x48, rectangular mask cols 40-276 x rows 30-188, blur 0, masked content "original".
+
+    A1111 box (expand_crop_region's int truncation): 237x177, aspect 1.339 > 64/48. Resize-and-fill makes
+    the content 64 x (177·64 // 237 = 47) rows, pasted at row 24 - 47 // 2 = 1 below a 1-row fill band;
+    paste-back (crop-and-resize) scales the 64x48 result by 177/48 = 3.6875 in y with no band. So a source
+    row y (edge coordinate, from the box top) comes back at 3.6875 + y·47·3.6875/177 = 3.6875 + 0.979·y:
+    the content moves down by 3.69 px at the top of the box, falling to 0 at its bottom (the PR A1111#16243
+    symptom: "shifted ... on factor number of pixels after it was upscaled by this factor"). Measured over
+    the edges inside the mask: mean 1.90 px down, max 3.19 px; x is exact (64/237 then 237/64).
+    grid_aligned_crop picks 256x192 at (30, 13), scale 4: LANCZOS exactly 4x down and 4x up (centre-aligned,
+    no band), every latent cell an exact 32x32 block; the checkerboard's corners sit on that grid, so the measure is
+    exact there too: 0 px in x and y (≤ 1e-9). Derivation by hand from the resize rules of spec §2.3/§2.6."""
+    from retouch.params import Img2Img, MaskedContent
+    from retouch.preprocess import finish_image, prepare_images
+
+    original = _checker(320, 240, 30, 13)
+    mask = np.zeros((240, 320), np.uint8)
+    mask[30:189, 40:277] = 255
+    rect = (40, 30, 277, 189)
+    got = {}
+    for aligned in (False, True):
+        job = Img2Img(init_images=[original], mask=Image.fromarray(mask), width=64, height=48, mask_blur=0,
+                      inpainting_fill=MaskedContent.ORIGINAL, grid_aligned_crop=aligned)
+        prepared = prepare_images(job, 64, 48)
+        out, _, _ = finish_image(job, prepared, 0, prepared.images[0])
+        got[aligned] = (prepared.paste_box, _edge_shifts(original, out, rect, 30, 13))
+    box, (dx, dy, dy_max) = got[False]
+    assert box == (40, 21, 237, 177)
+    assert abs(dx) < 0.05 and dy == pytest.approx(1.90, abs=0.02) and dy_max == pytest.approx(3.19, abs=0.02)
+    assert dy >= 1.0
+    box, (dx, dy, dy_max) = got[True]
+    assert box == (30, 13, 256, 192)
+    assert abs(dx) <= 1e-9 and abs(dy) <= 1e-9 and dy_max <= 1e-9
+
+
 def test_grid_aligned_box_rules() -> None:
     assert grid_aligned_box((0, 0, 20, 20), 64, 64, 100, 100) == (0, 0, 32, 32)  # r = 1/2, shifted inside
     assert grid_aligned_box((30, 30, 60, 60), 64, 64, 96, 96) == (29, 29, 61, 61)  # r = 1/2, centred

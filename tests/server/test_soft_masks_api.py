@@ -158,3 +158,40 @@ def test_job_api_echoes_soft_options_in_infotext(client: TestClient) -> None:
     parsed = parse_infotext(json.loads(view["result"]["info"])["infotexts"][0])
     assert parsed["Soft inpainting enabled"] == "True" and parsed["Soft inpainting schedule bias"] == "2"
     assert parsed["Keep unmasked exact"] == "True" and parsed["Paste back"] == "exact"
+
+
+def _alpha_only_mask() -> Image.Image:
+    """The soft disc carried only by alpha, over black luminance: what a painting app exports (LA PNG)."""
+    return Image.merge("LA", [Image.new("L", (64, 64), 0), _soft_mask()])
+
+
+def test_alpha_only_masks_g4(client: TestClient) -> None:
+    """G4: A1111's endpoint keeps A1111's rule (an LA mask is read as its luminance: all 0, so the job has
+    no mask left and says so, as A1111's blank-mask fallback); our job API's ``mask_alpha: "auto"`` reads
+    the alpha, giving exactly the processing mask of the same disc sent as grey levels; ``"alpha"`` with a
+    grey mask is a 422 naming the modes that carry transparency; the option is echoed as ``Mask alpha``.
+    An alpha source is thresholded when ``mask_round`` (A1111's rule for RGBA alpha), so a soft alpha mask
+    needs ``mask_round: false`` or soft inpainting / differential diffusion, which turn rounding off."""
+    from retouch.imaging import to_single_channel_mask
+    from retouch.info import soft_mask_fields, soft_mask_params
+    from retouch.preprocess import BLANK_MASK_COMMENT, prepare_images
+
+    a1111 = _job(_req(mask=b64(_alpha_only_mask())))
+    assert a1111.mask is not None and a1111.mask.mode == "LA" and a1111.mask_alpha == "a1111"
+    assert prepare_images(a1111, 64, 64).comments == (BLANK_MASK_COMMENT,)
+    auto = _job(_req(JobRequest, mask=b64(_alpha_only_mask()), mask_alpha="auto", mask_round=False))
+    grey = _job(_req(JobRequest))
+    rounded = to_single_channel_mask(auto.mask, True, "auto")  # alpha > 128, as A1111's rule for RGBA alpha
+    assert set(np.unique(np.asarray(rounded)).tolist()) == {0, 255}
+    got, want = prepare_images(auto, 64, 64), prepare_images(grey, 64, 64)
+    assert got.mask is not None and want.mask is not None and got.mask.tobytes() == want.mask.tobytes()
+    assert got.paste_box == want.paste_box and got.comments == ()
+    assert soft_mask_params(auto, True) == {"Mask alpha": "auto"}
+    assert soft_mask_fields({"Mask alpha": "auto"}) == {"mask_alpha": "auto"}
+    assert soft_mask_params(grey, True) == {}
+    with pytest.raises(ParamError, match="mask_alpha 'alpha' needs a mask with transparency"):
+        _job(_req(JobRequest, mask_alpha="alpha"))
+    r = client.post("/api/v1/jobs", json=payload(mask=b64(_soft_mask()), mask_alpha="alpha"))
+    assert r.status_code == 422 and "mode 'L' without one" in r.text
+    r = client.post("/api/v1/jobs", json=payload(mask=b64(_soft_mask()), mask_alpha="red"))
+    assert r.status_code == 422 and "luminance" in r.text

@@ -13,6 +13,8 @@ from PIL import Image, ImageOps
 
 __all__ = [
     "blur_kernel_size",
+    "MASK_ALPHA_MODES",
+    "mask_transparency",
     "to_single_channel_mask",
     "invert_mask",
     "blur_mask",
@@ -43,17 +45,61 @@ def blur_kernel_size(sigma: float) -> int:
     return 2 * int(2.5 * sigma + 0.5) + 1
 
 
-def to_single_channel_mask(mask: Image.Image, round: bool) -> Image.Image:
-    """A1111's mask input rule (spec §2.4); returns mode ``L``.
+#: How a mask image becomes one channel (``Img2Img.mask_alpha``; spec soft-masks.md §4 G4).
+MASK_ALPHA_MODES = ("a1111", "auto", "alpha", "luminance")
 
-    An RGBA mask whose alpha is not uniformly 255 uses its alpha channel (thresholded ``> 128`` to
-    0/255 when ``round``). Anything else becomes PIL luminance ``L``, never thresholded.
+#: Modes whose transparency PIL keeps in an alpha band; P, L and RGB carry it as a ``transparency`` entry.
+_ALPHA_BANDS = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def mask_transparency(mask: Image.Image) -> Image.Image | None:
+    """The mask's transparency as mode ``L`` (255 = opaque), or None when the image carries none.
+
+    Alpha bands (RGBA, LA, PA, RGBa, La) are read directly; P, L and RGB with a ``transparency`` entry
+    (a palette alpha table, one transparent index, or a colour key) are read through PIL's RGBA conversion.
     """
-    if mask.mode == "RGBA" and mask.getchannel("A").getextrema() != (255, 255):
-        alpha = mask.getchannel("A")
-        if round:
-            return alpha.point(lambda v: 255 if v > 128 else 0)
-        return alpha
+    if mask.mode in _ALPHA_BANDS:
+        return mask.getchannel("A")
+    if mask.mode in ("P", "L", "RGB") and "transparency" in mask.info:
+        return mask.convert("RGBA").getchannel("A")
+    return None
+
+
+def _threshold(alpha: Image.Image, round: bool) -> Image.Image:
+    return alpha.point(lambda v: 255 if v > 128 else 0) if round else alpha
+
+
+def to_single_channel_mask(mask: Image.Image, round: bool, alpha: str = "a1111") -> Image.Image:
+    """The mask as one channel, mode ``L``, 255 = inpaint; ``alpha`` picks the source (spec §2.4, G4).
+
+    * "a1111" (default, A1111's rule): an RGBA mask whose alpha is not uniformly 255 uses its alpha;
+      anything else, LA, PA and P/RGB with a transparency entry included, becomes PIL luminance ``L``.
+    * "auto": the transparency of any mode that carries one (:func:`mask_transparency`) when it is not
+      uniformly 255, else luminance: an alpha-only mask over black pixels is not read as empty.
+    * "alpha": always the transparency (255 = inpaint); a mask without one raises ValueError.
+    * "luminance": always PIL luminance, ignoring any alpha (also for RGBA).
+
+    An alpha source is thresholded ``> 128`` to 0/255 when ``round``; luminance is never thresholded.
+    """
+    if alpha not in MASK_ALPHA_MODES:
+        raise ValueError(f"mask alpha mode must be one of {', '.join(MASK_ALPHA_MODES)}; got {alpha!r}")
+    if alpha == "a1111":
+        if mask.mode == "RGBA" and mask.getchannel("A").getextrema() != (255, 255):
+            return _threshold(mask.getchannel("A"), round)
+        return mask.convert("L")
+    if alpha == "luminance":
+        return mask.convert("L")
+    transparency = mask_transparency(mask)
+    if alpha == "alpha":
+        if transparency is None:
+            raise ValueError(
+                f"mask_alpha 'alpha' needs a mask with transparency (modes {', '.join(_ALPHA_BANDS)}, or P, L, "
+                f"RGB with a transparency entry); got mode {mask.mode!r} without one (use 'a1111', 'auto' or "
+                "'luminance')"
+            )
+        return _threshold(transparency, round)
+    if transparency is not None and transparency.getextrema() != (255, 255):
+        return _threshold(transparency, round)
     return mask.convert("L")
 
 

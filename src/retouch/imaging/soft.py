@@ -9,6 +9,11 @@ truncated to uint8, LANCZOS-resized to the processing size, blurred with PIL's G
 A1111 filters with a per-pixel Python loop (seconds per megapixel); here every pixel's window is gathered
 at once and sorted along the window axis (G5). Windows are clipped at the array border, as in A1111
 (Forge's zero-padded copy differs, §1.9). Pure numpy/PIL: the engine computes ``D`` and passes arrays.
+
+A1111's alternative ``apply_masks`` (used when the sampler returned already-decoded images, with a mask
+``nmask ** (scale/2)``) is not implemented: no Retouch path produces decoded samples (every sampler
+returns latents, which ``Engine._finish_batch`` decodes after this composite), and in A1111 it indexes
+an empty list and raises, so no A1111 output depends on it either (spec §1.6).
 """
 
 from __future__ import annotations

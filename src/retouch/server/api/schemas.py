@@ -59,6 +59,9 @@ class JobRequest(Img2ImgRequest):
     seam_correction: Literal["none", "lowfreq"] = "none"
     seam_radius: int = Field(32, description="pixels, 4-256")
     grid_aligned_crop: bool = False
+    mask_alpha: Literal["a1111", "auto", "alpha", "luminance"] = Field(
+        "a1111", description="mask channel: 'a1111' alpha of RGBA only; 'auto' alpha of any mode that has one "
+        "(LA, PA, P/RGB with transparency); 'alpha' always; 'luminance' never")
     feature_cache_interval: int = Field(0, description="feature cache: full UNet every N calls; 0 or 1 = off")
     feature_cache_depth: int = Field(1, description="feature cache: outer down/up blocks run on cached calls")
 
@@ -66,7 +69,7 @@ class JobRequest(Img2ImgRequest):
         out: dict[str, Any] = {
             name: getattr(self, name)
             for name in ("latent_mask_mode", "paste_back", "keep_unmasked_exact", "seam_correction",
-                         "seam_radius", "grid_aligned_crop", "feature_cache_interval", "feature_cache_depth")
+                         "seam_radius", "grid_aligned_crop", "mask_alpha", "feature_cache_interval", "feature_cache_depth")
         }
         if self.soft_inpainting is not None:
             out["soft_inpainting"] = SoftInpainting(**self.soft_inpainting.model_dump())
