@@ -123,16 +123,21 @@ class Engine:
     ``Result.parameters["compile_warmup_s"]``. ``vae_cache_size`` VAE posteriors are kept, keyed by the
     exact VAE input, so a repeated job on the same pixels skips the encode with identical results (``0``:
     off); ``Result.parameters["vae_encode_cached"]`` / ``["vae_encode_computed"]`` count a job's encodes.
+    ``max_memory`` is the process's memory budget (bytes, or text such as "6G" or "512M"; default: what the
+    machine has free at each call): a VAE encode or decode that would not fit runs in tiles with
+    whole-image GroupNorm statistics (``retouch.vae_tiles``), within a fraction of an 8-bit level of the
+    untiled result, and the job's comments say so.
     """
 
     def __init__(
         self, model: ModelBundle, device: str | None = None, precision: str = "auto", *,
         channels_last: bool = True, compile: bool = False, vae_cache_size: int = VAE_CACHE_SIZE,
         embeddings_dir: str | os.PathLike[str] | None = None, lora_dir: str | os.PathLike[str] | None = None,
+        max_memory: int | str | None = None,
     ) -> None:
         self.model = model
         self.runtime = Runtime(model, device=device, precision=precision, channels_last=channels_last,
-                               compile=compile, vae_cache_size=vae_cache_size)
+                               compile=compile, vae_cache_size=vae_cache_size, max_memory=max_memory)
         self.networks = Networks(model, embeddings_dir=embeddings_dir, lora_dir=lora_dir)
 
     @property
