@@ -61,7 +61,8 @@ def set_threads(threads: int | None) -> int:
     return threads
 
 
-def _cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16() -> bool:
+    """oneDNN computes bf16 natively on this CPU (AVX-512 BF16 or AMX)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -79,7 +80,7 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         if device.type == "cuda":
             return torch.float16
-        return torch.bfloat16 if device.type == "cpu" and _cpu_has_native_bf16() else torch.float32
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else torch.float32
     if precision == "fp16" and device.type == "cpu":
         raise ParamError("precision fp16 is for GPUs; on the CPU use auto, bf16 or fp32")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
