@@ -106,7 +106,7 @@ def decoder_pad(config: Any) -> int:
 
 def supports_tiling(vae: Any) -> bool:
     """True for an ``AutoencoderKL`` of plain encoder/decoder blocks (the receptive fields above hold)."""
-    config = getattr(vae, "config", None)
+    config: Any = getattr(vae, "config", None)
     try:
         return (all(t == "DownEncoderBlock2D" for t in config["down_block_types"])
                 and all(t == "UpDecoderBlock2D" for t in config["up_block_types"])

@@ -129,6 +129,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[Tensors, dict[str, st
     if suffix not in SINGLE_FILE_SUFFIXES:
         raise ValueError(f"unsupported checkpoint file {file.name!r}; expected one of {', '.join(SINGLE_FILE_SUFFIXES)}")
     metadata: dict[str, str] = {}
+    raw: Any
     try:
         if suffix == ".safetensors":
             raw, metadata = _mapped_safetensors(file)
