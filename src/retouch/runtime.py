@@ -244,7 +244,7 @@ class Runtime:
         model's and VAE's hashes, device and dtype complete it. The posterior sample is drawn after
         the lookup, so seeds share an entry and a hit is byte-identical to a fresh encode.
         """
-        core = self._vae_tile("encode", array.shape[0], array.shape[1])
+        core = self._vae_tile("encode", (array.shape[0], array.shape[1]))
         key = (array_key(array), self.model.hash, self.model.vae_hash, str(self.device), str(self.dtype), core)
         cached = self.vae_cache.get(key)
         if cached is not None:
@@ -268,8 +268,7 @@ class Runtime:
         return self.encode_arrays(arrays, seeds, sample=sample, scale=scale)
 
     def _decode_one(self, z: Tensor, autocast: bool) -> Tensor:
-        f = self.vae_scale_factor
-        core = self._vae_tile("decode", z.shape[-2] * f, z.shape[-1] * f)
+        core = self._vae_tile("decode", (z.shape[-2], z.shape[-1]))
         with self._autocast(autocast):
             if core is None:
                 return self.model.vae.decode(z / self.model.family.latent_scale).sample.float()
@@ -286,18 +285,20 @@ class Runtime:
             return read_mem_available()
         return self.max_memory - (resident_bytes() or 0)
 
-    def _vae_tile(self, kind: str, height: int, width: int) -> int | None:
-        """The latent tile core for a ``kind`` call on a ``height`` x ``width`` image; None: untiled."""
+    def _vae_tile(self, kind: str, size: tuple[int, int]) -> int | None:
+        """The latent tile core for a ``kind`` call ("encode": ``size`` in pixels, "decode": in latent cells)."""
         vae = self.model.vae
+        if not supports_tiling(vae):
+            return None
         allowance = self._vae_allowance()
-        if allowance is None or not supports_tiling(vae):
+        if allowance is None:
             return None
         f = self.vae_scale_factor
+        h, w = (size[0] // f, size[1] // f) if kind == "encode" else size
         pad = encoder_pad(vae.config) if kind == "encode" else decoder_pad(vae.config)
-        per_cell = vae_bytes_per_pixel(vae.config) * f * f
-        core = choose_tile((height // f, width // f), pad, per_cell, allowance)
+        core = choose_tile((h, w), pad, vae_bytes_per_pixel(vae.config) * f * f, allowance)
         if core is not None:
-            grid = tile_grid(height // f, width // f, core, pad)
+            grid = tile_grid(h, w, core, pad)
             self.vae_tiles[kind] += len(grid.cores)
             note = f"VAE {kind} tiled ({len(grid.cores)} tiles of {core * f} px) to fit the memory budget."
             if note not in self._notices:
