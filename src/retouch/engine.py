@@ -9,6 +9,7 @@ infotext. Tensor plumbing (devices, dtypes, VAE) lives in ``retouch.runtime``; m
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ from retouch.networks import Networks
 from retouch.params import Img2Img, MaskedContent, ParamError, ResizeMode
 from retouch.plan import Plan, make_plan
 from retouch.preprocess import Prepared, finish_image, prepare_images
+from retouch.preset import Preset, device_caps, select_preset
 from retouch.prompting import JobConds, TextRequest, build_conds, schedule_steps
-from retouch.runtime import VAE_CACHE_SIZE, Runtime, signed_pixels
+from retouch.runtime import VAE_CACHE_SIZE, Runtime, choose_device, signed_pixels
 from retouch.sampling.blend import DifferentialBlend, LinearBlend, MaskBlend, SoftInpaintBlend
 from retouch.sampling.denoisers import (
     CFGDenoiser,
@@ -125,16 +127,27 @@ class Engine:
     ``Result.parameters["compile_warmup_s"]``. ``vae_cache_size`` VAE posteriors are kept, keyed by the
     exact VAE input, so a repeated job on the same pixels skips the encode with identical results (``0``:
     off); ``Result.parameters["vae_encode_cached"]`` / ``["vae_encode_computed"]`` count a job's encodes.
+    ``max_memory`` is the process's memory budget (bytes, or text such as "6G" or "512M"; default: what the
+    machine has free at each call): a VAE encode or decode that would not fit runs in tiles with
+    whole-image GroupNorm statistics (``retouch.vae_tiles``), within a fraction of an 8-bit level of the
+    untiled result, and the job's comments say so. ``preset="fast"`` (``retouch.preset``; default None, the
+    exact path) takes the precision it selects for this device when ``precision`` is "auto", and the
+    feature cache (interval 2, depth 1) for jobs that leave ``feature_cache_interval`` at 0; the infotext
+    then says ``Preset`` and ``Precision``.
     """
 
     def __init__(
         self, model: ModelBundle, device: str | None = None, precision: str = "auto", *,
         channels_last: bool = True, compile: bool = False, vae_cache_size: int = VAE_CACHE_SIZE,
         embeddings_dir: str | os.PathLike[str] | None = None, lora_dir: str | os.PathLike[str] | None = None,
+        max_memory: int | str | None = None, preset: str | None = None,
     ) -> None:
         self.model = model
+        self.preset: Preset | None = select_preset(preset, device_caps(choose_device(device).type))
+        if self.preset is not None and precision == "auto":
+            precision = self.preset.precision
         self.runtime = Runtime(model, device=device, precision=precision, channels_last=channels_last,
-                               compile=compile, vae_cache_size=vae_cache_size)
+                               compile=compile, vae_cache_size=vae_cache_size, max_memory=max_memory)
         self.networks = Networks(model, embeddings_dir=embeddings_dir, lora_dir=lora_dir)
 
     @property
@@ -158,6 +171,7 @@ class Engine:
         sampler step, returning partial images; ``should_skip`` ends the current batch only and is read
         as a one-shot request (return True once per skip), spec §5.6.
         """
+        job = self._with_preset(job)
         plan = make_plan(job)  # 1. names, sizes, seeds, schedule: fails before any model runs
         if plan.sampler.lcm and self.model.family.prediction != "epsilon":
             raise ParamError(f"sampler_name: LCM needs an epsilon-prediction model; {self.model.name} is "
@@ -181,6 +195,20 @@ class Engine:
         return result
 
     # -- steps ---------------------------------------------------------------------------------
+
+    def _with_preset(self, job: Img2Img) -> Img2Img:
+        """The job with the preset's feature cache where the job leaves it off (never the caller's object)."""
+        if self.preset is None or job.feature_cache_interval != 0:
+            return job
+        return dataclasses.replace(job, feature_cache_interval=self.preset.feature_cache_interval,
+                                   feature_cache_depth=self.preset.feature_cache_depth)
+
+    def _preset_params(self) -> dict[str, Any]:
+        """Infotext keys naming the preset and the precision it ran at (none without a preset)."""
+        if self.preset is None:
+            return {}
+        names = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+        return {"Preset": self.preset.name, "Precision": names.get(self.dtype, str(self.dtype))}
 
     def _prepare(self, job: Img2Img, plan: Plan) -> _Inputs:
         prepared = prepare_images(job, plan.width, plan.height)
@@ -297,7 +325,7 @@ class Engine:
             samples = denoiser.last_denoised if denoiser.last_denoised is not None else init
         if blend is not None:  # the final blend (soft inpainting skips it, spec soft-masks.md §1.5)
             samples = blend.final(samples)
-        self._finish_batch(job, plan, inputs, n, samples, result, speed_params(job, denoiser))
+        self._finish_batch(job, plan, inputs, n, samples, result, {**self._preset_params(), **speed_params(job, denoiser)})
         return flags["stop"]
 
     def _mask_blend(self, job: Img2Img, inputs: _Inputs, sigmas: Tensor, tail: Tensor) -> MaskBlend | None:

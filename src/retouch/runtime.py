@@ -20,11 +20,13 @@ from torch import Tensor
 
 from retouch.feature_cache import FeatureCache
 from retouch.lru import LRU, array_key
+from retouch.memory import choose_tile, parse_memory, read_mem_available, resident_bytes, vae_bytes_per_pixel
 from retouch.models.bundle import ModelBundle
 from retouch.models.text import EmbeddingSource, EncodedTexts, TextConditioning, encode_texts
 from retouch.params import ParamError
 from retouch.sampling.denoisers import Cond
 from retouch.sampling.schedules import model_sigmas
+from retouch.vae_tiles import decoder_pad, encoder_pad, supports_tiling, tile_grid, tiled_decode, tiled_encode
 
 __all__ = ["Runtime", "choose_device", "choose_dtype", "set_threads", "PRECISIONS"]
 
@@ -59,7 +61,8 @@ def set_threads(threads: int | None) -> int:
     return threads
 
 
-def _cpu_has_native_bf16() -> bool:
+def cpu_has_native_bf16() -> bool:
+    """oneDNN computes bf16 natively on this CPU (AVX-512 BF16 or AMX)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -77,7 +80,7 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         if device.type == "cuda":
             return torch.float16
-        return torch.bfloat16 if device.type == "cpu" and _cpu_has_native_bf16() else torch.float32
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else torch.float32
     if precision == "fp16" and device.type == "cpu":
         raise ParamError("precision fp16 is for GPUs; on the CPU use auto, bf16 or fp32")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -111,12 +114,19 @@ class Runtime:
     """Owns the bundle's modules on one device and dtype; encodes text, runs the UNet and the VAE.
 
     ``vae_cache_size``: how many VAE posteriors to keep, keyed by the exact VAE input (``0``: off).
+    ``max_memory``: the process's memory budget in bytes or as text ("6G", ``retouch.memory.parse_memory``);
+    a VAE encode or decode whose estimated activations do not fit what is left of it (``None``: what the
+    machine has free now, MemAvailable) runs tiled (``retouch.vae_tiles``); ``vae_tiles`` counts the tiles
+    run so far per kind.
     """
 
     def __init__(
         self, model: ModelBundle, device: str | torch.device | None, precision: str, *,
         channels_last: bool = True, compile: bool = False, vae_cache_size: int = VAE_CACHE_SIZE,
+        max_memory: int | str | None = None,
     ) -> None:
+        self.max_memory = None if max_memory is None else parse_memory(max_memory)
+        self.vae_tiles = {"encode": 0, "decode": 0}
         self.model = model
         self.device = choose_device(device)
         self.dtype = choose_dtype(precision, self.device)
@@ -234,13 +244,19 @@ class Runtime:
         model's and VAE's hashes, device and dtype complete it. The posterior sample is drawn after
         the lookup, so seeds share an entry and a hit is byte-identical to a fresh encode.
         """
-        key = (array_key(array), self.model.hash, self.model.vae_hash, str(self.device), str(self.dtype))
+        core = self._vae_tile("encode", (array.shape[0], array.shape[1]))
+        key = (array_key(array), self.model.hash, self.model.vae_hash, str(self.device), str(self.dtype), core)
         cached = self.vae_cache.get(key)
         if cached is not None:
             return cached
         x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].to(self.device)
         with self._autocast(True):
-            dist = self.model.vae.encode(x).latent_dist
+            if core is None:
+                dist = self.model.vae.encode(x).latent_dist
+            else:
+                from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+                dist = DiagonalGaussianDistribution(tiled_encode(self.model.vae, x, core))
         posterior = Posterior(dist.mean.float(), dist.std.float())
         self.vae_cache.put(key, posterior)
         return posterior
@@ -252,8 +268,42 @@ class Runtime:
         return self.encode_arrays(arrays, seeds, sample=sample, scale=scale)
 
     def _decode_one(self, z: Tensor, autocast: bool) -> Tensor:
+        core = self._vae_tile("decode", (z.shape[-2], z.shape[-1]))
         with self._autocast(autocast):
-            return self.model.vae.decode(z / self.model.family.latent_scale).sample.float()
+            if core is None:
+                return self.model.vae.decode(z / self.model.family.latent_scale).sample.float()
+            return tiled_decode(self.model.vae, z / self.model.family.latent_scale, core).float()
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Image pixels per latent cell along a side (8 for SD's VAE)."""
+        return 2 ** (len(self.model.vae.config["block_out_channels"]) - 1)
+
+    def _vae_allowance(self) -> int | None:
+        """Bytes a VAE call may add now: ``max_memory`` minus the resident set, or MemAvailable; None: unknown."""
+        if self.max_memory is None:
+            return read_mem_available()
+        return self.max_memory - (resident_bytes() or 0)
+
+    def _vae_tile(self, kind: str, size: tuple[int, int]) -> int | None:
+        """The latent tile core for a ``kind`` call ("encode": ``size`` in pixels, "decode": in latent cells)."""
+        vae = self.model.vae
+        if not supports_tiling(vae):
+            return None
+        allowance = self._vae_allowance()
+        if allowance is None:
+            return None
+        f = self.vae_scale_factor
+        h, w = (size[0] // f, size[1] // f) if kind == "encode" else size
+        pad = encoder_pad(vae.config) if kind == "encode" else decoder_pad(vae.config)
+        core = choose_tile((h, w), pad, vae_bytes_per_pixel(vae.config) * f * f, allowance)
+        if core is not None:
+            grid = tile_grid(h, w, core, pad)
+            self.vae_tiles[kind] += len(grid.cores)
+            note = f"VAE {kind} tiled ({len(grid.cores)} tiles of {core * f} px) to fit the memory budget."
+            if note not in self._notices:
+                self._notices.append(note)
+        return core
 
     @torch.inference_mode()
     def decode(self, latents: Tensor) -> list[Image.Image]:

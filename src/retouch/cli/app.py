@@ -17,7 +17,7 @@ import typer
 from retouch.cli.cluster import RAY_BATCH, RAY_SERVE, batch_on_ray, pop_ray_options, serve_on_ray
 from retouch.cli.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError
 from retouch.cli.jobs import run_inputs, settings_from
-from retouch.cli.options import DEVICE, GENERATION, MASK, PrecisionChoice, with_options
+from retouch.cli.options import DEVICE, GENERATION, MASK, PrecisionChoice, engine_options, with_options
 from retouch.cli.run import Session
 from retouch.cli.soft_options import SOFT
 
@@ -205,9 +205,17 @@ def _serve(
     webui: Annotated[
         bool, typer.Option("--webui/--no-webui", help="Serve the web page at / (--no-webui: API only).")
     ] = True,
+    vae_cache: Annotated[int, typer.Option("--vae-cache", help="VAE encodes kept for repeated inputs (0: off).")] = 16,
+    max_memory: Annotated[
+        str | None, typer.Option("--max-memory", help="Memory budget, e.g. 6G (default: what is free); the VAE tiles to fit.")
+    ] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Fast preset: bf16 where native, feature cache 2/1.")] = False,
     **ray: Any,
 ) -> None:
     """Serve the A1111-compatible HTTP API (/sdapi/v1), the job API (/api/v1/jobs) and the web page (/)."""
+    engine = engine_options(vae_cache, max_memory, fast)
+    if ray.get("ray") and (vae_cache != 16 or max_memory is not None or fast):
+        raise CliError("--vae-cache, --max-memory and --fast are not available with --ray yet")
     if ray.pop("ray"):
         server = {"max_queue": max_queue, "api_auth": api_auth, "precision": precision.value,
                   "device": device, "threads": threads, "lora_dir": lora_dir, "embeddings_dir": embeddings_dir}
@@ -234,6 +242,7 @@ def _serve(
             log_level=log_level,
             threads=threads,
             webui=webui,
+            engine_options=engine,
             **({} if styles_file is None else {"styles_file": str(styles_file)}),
             **{k: v for k, v in (("lora_dir", lora_dir), ("embeddings_dir", embeddings_dir)) if v is not None},
         )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from retouch.cli.errors import EXIT_INTERRUPTED, EXIT_OK, CliError
-from retouch.cli.options import job_fields, processing_size
+from retouch.cli.options import engine_options, job_fields, processing_size
 from retouch.cli.outputs import save_numbered
 from retouch.cli.progress import Progress, StopFlag, catch_interrupt
 from retouch.cli.recall import model_mismatch, recall_fields
@@ -112,15 +112,23 @@ def load_engine(session: Session, settings: Settings, progress: Progress) -> Eng
     """The session's engine for ``--model``/``--vae``/``--device``/``--precision``; with
     ``--from-infotext``, a note when the infotext names another model."""
     opts = settings.opts
-    precision = getattr(opts["precision"], "value", opts["precision"])
+    precision = str(getattr(opts["precision"], "value", opts["precision"]))
+    extra = engine_options(opts.get("vae_cache", 16), opts.get("max_memory"), bool(opts.get("fast")))
+    named = settings.infotext.get("Preset") if settings.infotext is not None else None
+    if named is not None:  # the preset and the precision it ran at, as the infotext names them
+        if named != "fast":
+            raise CliError(f"--from-infotext: unknown 'Preset: {named}' (known: fast)")
+        extra["preset"] = "fast"
+        if precision == "auto" and settings.infotext is not None:
+            precision = str(settings.infotext.get("Precision", precision))
     from retouch.runtime import set_threads  # torch: imported only when a job runs
 
     try:
         set_threads(opts.get("threads"))
     except ParamError as exc:
         raise CliError(str(exc)) from None
-    engine = session.engine(opts["model"], opts.get("vae"), opts.get("device"), str(precision),
-                            lora_dir=opts.get("lora_dir"), embeddings_dir=opts.get("embeddings_dir"))
+    engine = session.engine(opts["model"], opts.get("vae"), opts.get("device"), precision,
+                            lora_dir=opts.get("lora_dir"), embeddings_dir=opts.get("embeddings_dir"), **extra)
     if settings.infotext is not None:
         note = model_mismatch(settings.infotext, engine.model.name, engine.model.hash)
         if note:

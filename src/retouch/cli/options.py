@@ -26,6 +26,7 @@ from retouch.cli.errors import CliError
 from retouch.params import UI_DEFAULTS, MaskedContent, ResizeMode
 
 __all__ = [
+    "engine_options",
     "ResizeChoice",
     "MaskedChoice",
     "AreaChoice",
@@ -263,8 +264,26 @@ DEVICE: tuple[inspect.Parameter, ...] = _in_panel(
             "--threads",
             help="CPU threads (default: one per core; 1 is faster when other jobs share the CPU).",
         ),
+        _opt("vae_cache", int, 16, "--vae-cache", help="VAE encodes kept for repeated inputs (0: off)."),
+        _opt("max_memory", str | None, None, "--max-memory",
+             help="Memory budget, e.g. 6G or 512M (default: what the machine has free); the VAE tiles to fit."),
+        _opt("fast", bool, False, "--fast", help="Fast preset: bf16 where native, feature cache 2/1 (named in the infotext)."),
     ),
 )
+
+
+def engine_options(vae_cache: int, max_memory: str | None, fast: bool) -> dict[str, Any]:
+    """``Engine`` keywords of ``--vae-cache``/``--max-memory``/``--fast``, checked before any model loads."""
+    from retouch.memory import parse_memory
+
+    if isinstance(vae_cache, bool) or not isinstance(vae_cache, int) or vae_cache < 0:
+        raise CliError(f"--vae-cache must be a whole number >= 0 (0 turns the VAE cache off); got {vae_cache!r}")
+    if max_memory is not None:
+        try:
+            parse_memory(max_memory)
+        except ValueError as exc:
+            raise CliError(f"--max-memory: {exc}") from None
+    return {"vae_cache_size": vae_cache, "max_memory": max_memory, "preset": "fast" if fast else None}
 
 
 def with_options(*groups: Iterable[inspect.Parameter]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

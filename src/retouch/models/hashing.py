@@ -16,8 +16,9 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["cache_dir", "file_sha256", "model_hash", "addnet_hash", "read_safetensors_metadata", "SHORT_HASH_LENGTH", "LORA_SHORT_HASH_LENGTH"]
+__all__ = ["cache_dir", "file_sha256", "model_hash", "addnet_hash", "read_safetensors_metadata", "read_safetensors_header", "SHORT_HASH_LENGTH", "LORA_SHORT_HASH_LENGTH"]
 
 SHORT_HASH_LENGTH = 10
 #: A1111 writes LoRA hashes (``Lora hashes`` infotext) with 12 hex digits.
@@ -100,8 +101,8 @@ def _safetensors_header_length(file: Path) -> int:
     return length
 
 
-def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file's JSON header ({} when absent); reads the header only."""
+def read_safetensors_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any], int]:
+    """(the JSON header of a safetensors file, the byte offset where its tensor data start); reads the header only."""
     file = Path(path)
     length = _safetensors_header_length(file)
     with file.open("rb") as f:
@@ -111,7 +112,15 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"{file} has a damaged safetensors header: {exc}") from exc
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(header, dict):
+        raise ValueError(f"{file} has a damaged safetensors header: not a JSON object")
+    return header, 8 + length
+
+
+def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file's JSON header ({} when absent); reads the header only."""
+    header, _ = read_safetensors_header(path)
+    meta = header.get("__metadata__")
     return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 
 

@@ -6,9 +6,21 @@ the detected family (``configs/<family>/``; ``config_dir=`` or configs embedded 
 ``ldm_layout.save_ldm_checkpoint`` take precedence), so no hub is ever asked. Tokenizers come from the
 vendored CLIP BPE (``tokenizers.clip_tokenizer``).
 
-Memory: safetensors files are memory-mapped and pickles are opened with ``torch.load(mmap=True)``;
-the models are created with empty (meta) parameters and the file's tensors are assigned into them
+Memory: each tensor of a safetensors file is its own private (copy-on-write) memory map of its bytes
+in the file (``_mapped_safetensors``), and pickles are opened with ``torch.load(mmap=True)``; the
+models are created with empty (meta) parameters and the file's tensors are assigned into them
 (``load_state_dict(assign=True)``), so the weights are never copied unless a dtype change is asked for.
+Pages are read when first used and stay file-backed (the kernel may drop them again); a tensor that
+the engine later replaces (a dtype cast, channels-last convolution weights) unmaps its bytes when the
+last reference goes. ``safe_open(...).get_tensor`` instead copies every tensor into new memory, which
+held a second full copy of the file while loading (bench/README.md, "Memory").
+
+Dtypes: ``dtype=None`` keeps each component in its file's dominant dtype (no copy). The engine then
+casts only what its precision asks for: the UNet and text encoders to the compute dtype (fp32 ->
+bf16 under "auto" on a CPU with native bf16, bf16/fp16 -> fp32 under "fp32" or on a CPU without it,
+fp16 -> bf16/fp32 on any CPU, which has no fp16 kernels), and the VAE to fp32 weights always (it runs
+under autocast so a NaN decode can be redone in fp32). An fp32 file on an fp32 engine, or a bf16 file
+on a bf16 engine for the UNet and text encoders, is used in place.
 
 Safety: pickles load only with ``torch.load(weights_only=True)``; a pickle that needs anything besides
 tensors and plain containers is refused (``UnsafeCheckpointError``) before any of its code runs.
@@ -21,6 +33,7 @@ textual-inversion embedding's vectors (A1111's own restricted unpickler allows b
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
@@ -35,7 +48,7 @@ import torch
 from retouch.models import detect
 from retouch.models.bundle import ModelBundle, scaled_linear_alphas_cumprod
 from retouch.models.families import SD2, SD2_V, Family, family_by_name
-from retouch.models.hashing import model_hash
+from retouch.models.hashing import model_hash, read_safetensors_header
 from retouch.models.ldm_layout import CONFIG_METADATA_KEY
 from retouch.models.tokenizers import CONFIG_ROOT, clip_tokenizer
 
@@ -118,13 +131,10 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[Tensors, dict[str, st
     if suffix not in SINGLE_FILE_SUFFIXES:
         raise ValueError(f"unsupported checkpoint file {file.name!r}; expected one of {', '.join(SINGLE_FILE_SUFFIXES)}")
     metadata: dict[str, str] = {}
+    raw: Any
     try:
         if suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(os.fspath(file), framework="pt", device="cpu") as f:
-                metadata = dict(f.metadata() or {})
-                raw: Any = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+            raw, metadata = _mapped_safetensors(file)
         else:
             raw = _torch_load(file)
     except (UnsafeCheckpointError, OSError):
@@ -136,6 +146,41 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[Tensors, dict[str, st
     if not isinstance(raw, dict):
         raise ValueError(f"{file} does not hold a state dict (found {type(raw).__name__})")
     return _normalize_keys({k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}), metadata
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+
+
+def _mapped_safetensors(file: Path) -> tuple[Tensors, dict[str, str]]:
+    """Every tensor of a safetensors file as a view of its own private memory map (module docstring)."""
+    import mmap
+
+    header, start = read_safetensors_header(file)
+    metadata = {str(k): str(v) for k, v in (header.pop("__metadata__", None) or {}).items()}
+    size = file.stat().st_size
+    tensors: Tensors = {}
+    with file.open("rb") as f:
+        for name, info in header.items():
+            dtype = _SAFETENSORS_DTYPES.get(info.get("dtype"))
+            if dtype is None:
+                raise ValueError(f"tensor {name!r} has dtype {info.get('dtype')!r}; known: {', '.join(_SAFETENSORS_DTYPES)}")
+            begin, end = (start + int(o) for o in info["data_offsets"])
+            shape = [int(n) for n in info["shape"]]
+            if end > size or end - begin != math.prod(shape) * dtype.itemsize:
+                raise ValueError(f"tensor {name!r} runs past the end of the file or has the wrong size")
+            if begin == end:
+                tensors[name] = torch.empty(shape, dtype=dtype)
+                continue
+            base = begin - begin % mmap.ALLOCATIONGRANULARITY
+            view = mmap.mmap(f.fileno(), end - base, offset=base, access=mmap.ACCESS_COPY)
+            flat = torch.frombuffer(view, dtype=torch.uint8, count=end - begin, offset=begin - base)
+            tensors[name] = flat.view(dtype).reshape(shape) if (begin - base) % dtype.itemsize == 0 else \
+                flat.clone().view(dtype).reshape(shape)
+    return tensors, metadata
 
 
 # ---- configs -----------------------------------------------------------------------------------
