@@ -52,11 +52,18 @@ from retouch.models.hashing import model_hash, read_safetensors_header
 from retouch.models.ldm_layout import CONFIG_METADATA_KEY
 from retouch.models.tokenizers import CONFIG_ROOT, clip_tokenizer
 
-__all__ = ["load_model", "read_state_dict", "load_pickle", "bundled_configs", "probe_v_prediction", "UnsafeCheckpointError", "DEMO_MODEL_PATH", "SINGLE_FILE_SUFFIXES"]
+__all__ = ["load_model", "read_state_dict", "load_pickle", "bundled_configs", "probe_v_prediction", "UnsafeCheckpointError", "DEMO_MODEL_PATH", "DEMO_INPAINT_PATH", "DEMO_NAMES", "demo_path", "SINGLE_FILE_SUFFIXES"]
 
 DEMO_MODEL_PATH = Path(__file__).resolve().parent.parent / "demo" / "demo.safetensors"
 DEMO_INPAINT_PATH = DEMO_MODEL_PATH.with_name("demo-inpaint.safetensors")
-DEMO_MODELS = {"demo": DEMO_MODEL_PATH, "demo-inpaint": DEMO_INPAINT_PATH}  # names load_model resolves
+DEMO_NAMES = ("demo", "demo-inpaint")  # the bundled models' names, which load_model resolves
+
+
+def demo_path(name: str) -> Path | None:
+    """The bundled file for a demo model's name ("demo", "demo-inpaint"), else None."""
+    return {"demo": DEMO_MODEL_PATH, "demo-inpaint": DEMO_INPAINT_PATH}.get(name)
+
+
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
 Tensors = dict[str, torch.Tensor]
 
@@ -425,10 +432,10 @@ def _attach_vae(bundle: ModelBundle, path: Path, dtype: torch.dtype | None, devi
 
 
 def _resolve(path: str | os.PathLike[str]) -> Path:
-    demo = DEMO_MODELS.get(os.fspath(path))
+    demo = demo_path(os.fspath(path))
     if demo is not None:
         if not demo.is_file():
-            raise FileNotFoundError(f"the demo model {os.fspath(path)!r} is not installed (expected {demo})")
+            raise FileNotFoundError(f"the demo model is not installed (expected {demo} for {os.fspath(path)!r})")
         return demo
     source = Path(path).expanduser()
     if not source.exists():

@@ -22,9 +22,9 @@ def checkpoint_info(source: str) -> ModelInfo:
     """How A1111 names checkpoint ``source`` (a file, a diffusers folder or "demo"), without loading
     it: the same name and hash ``load_model`` gives (file stem and short SHA-256; folder name)."""
     from retouch.models.hashing import model_hash
-    from retouch.models.loading import DEMO_MODELS
+    from retouch.models.loading import demo_path
 
-    path = DEMO_MODELS[source] if source in DEMO_MODELS else Path(source).expanduser()
+    path = demo_path(source) or Path(source).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"no model at {path}")
     if path.is_dir():
