@@ -123,16 +123,22 @@ class Engine:
     ``Result.parameters["compile_warmup_s"]``. ``vae_cache_size`` VAE posteriors are kept, keyed by the
     exact VAE input, so a repeated job on the same pixels skips the encode with identical results (``0``:
     off); ``Result.parameters["vae_encode_cached"]`` / ``["vae_encode_computed"]`` count a job's encodes.
+    ``backend``: "torch" (default) or "openvino" (``retouch[openvino]``, CPU only: the UNet and the VAE run
+    as OpenVINO models converted from these modules and cached in ``ov_cache_dir``, default
+    ``retouch.ov_backend.default_cache_dir()``; see that module). The infotext then says ``Backend:
+    openvino`` and ``Result.parameters`` has ``backend`` and ``openvino_conversions``.
     """
 
     def __init__(
         self, model: ModelBundle, device: str | None = None, precision: str = "auto", *,
         channels_last: bool = True, compile: bool = False, vae_cache_size: int = VAE_CACHE_SIZE,
         embeddings_dir: str | os.PathLike[str] | None = None, lora_dir: str | os.PathLike[str] | None = None,
+        backend: str = "torch", ov_cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.model = model
         self.runtime = Runtime(model, device=device, precision=precision, channels_last=channels_last,
-                               compile=compile, vae_cache_size=vae_cache_size)
+                               compile=compile, vae_cache_size=vae_cache_size, backend=backend,
+                               ov_cache_dir=ov_cache_dir)
         self.networks = Networks(model, embeddings_dir=embeddings_dir, lora_dir=lora_dir)
 
     @property
@@ -173,6 +179,9 @@ class Engine:
         result.comments.extend(c for c in self.runtime.drain_notices() if c not in result.comments)
         if self.runtime.compile_warmup_s is not None:
             result.parameters["compile_warmup_s"] = round(self.runtime.compile_warmup_s, 3)
+        if self.runtime.ov is not None:
+            result.parameters.update(backend="openvino", openvino_conversions=self.runtime.ov.conversions,
+                                     openvino_disk_hits=self.runtime.ov.disk_hits)
         return result
 
     # -- steps ---------------------------------------------------------------------------------
@@ -290,7 +299,10 @@ class Engine:
             samples = denoiser.last_denoised if denoiser.last_denoised is not None else init
         if blend is not None:  # the final blend (soft inpainting skips it, spec soft-masks.md §1.5)
             samples = blend.final(samples)
-        self._finish_batch(job, plan, inputs, n, samples, result, speed_params(job, denoiser))
+        speed = speed_params(job, denoiser)
+        if self.runtime.backend != "torch":
+            speed["Backend"] = self.runtime.backend
+        self._finish_batch(job, plan, inputs, n, samples, result, speed)
         return flags["stop"]
 
     def _mask_blend(self, job: Img2Img, inputs: _Inputs, sigmas: Tensor, tail: Tensor) -> MaskBlend | None:

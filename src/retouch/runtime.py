@@ -22,6 +22,7 @@ from retouch.feature_cache import FeatureCache
 from retouch.lru import LRU, array_key
 from retouch.models.bundle import ModelBundle
 from retouch.models.text import EmbeddingSource, EncodedTexts, TextConditioning, encode_texts
+from retouch.ov_backend import OpenVINOBackend, check_backend
 from retouch.params import ParamError
 from retouch.sampling.denoisers import Cond
 from retouch.sampling.schedules import model_sigmas
@@ -83,6 +84,20 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def _openvino(
+    model: ModelBundle, backend: str, device: torch.device, dtype: torch.dtype, compile: bool,
+    cache_dir: str | os.PathLike[str] | None,
+) -> OpenVINOBackend | None:
+    """The OpenVINO backend for ``backend="openvino"`` (CPU, fp32 or bf16, without ``compile``), else None."""
+    if backend == "torch":
+        return None
+    if device.type != "cpu":
+        raise ParamError(f"backend openvino runs on the CPU; got device {device} (use device cpu, or backend torch)")
+    if compile:
+        raise ParamError("compile (torch.compile) needs backend torch; backend openvino compiles its own graph")
+    return OpenVINOBackend(model, dtype, cache_dir=cache_dir)
+
+
 def _place(module: Any, device: torch.device, dtype: torch.dtype) -> None:
     """Move ``module`` to ``device`` and cast it to ``dtype`` only when it differs, in eval mode.
 
@@ -116,12 +131,16 @@ class Runtime:
     def __init__(
         self, model: ModelBundle, device: str | torch.device | None, precision: str, *,
         channels_last: bool = True, compile: bool = False, vae_cache_size: int = VAE_CACHE_SIZE,
+        backend: str = "torch", ov_cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.model = model
+        self.backend = check_backend(backend)
         self.device = choose_device(device)
         self.dtype = choose_dtype(precision, self.device)
-        for module in (model.unet, *model.text_encoders):
+        self.ov = _openvino(model, backend, self.device, self.dtype, compile, ov_cache_dir)
+        for module in model.text_encoders:
             _place(module, self.device, self.dtype)
+        _place(model.unet, self.device, self.dtype if self.ov is None else torch.float32)  # OpenVINO converts fp32
         _place(model.vae, self.device, torch.float32)
         # oneDNN's convolutions prefer NHWC: one SD1.5 UNet call in fp32 on one thread of this 2-core AVX2
         # host took 14.4 s instead of 17.3 s at a 16x16 latent (a single loaded-machine run; the bench's
@@ -186,9 +205,13 @@ class Runtime:
         added: dict[str, Tensor] | None = None
         if cond.pooled is not None:
             added = {"text_embeds": cond.pooled.to(self.dtype), "time_ids": cond.time_ids.to(self.dtype)}  # type: ignore[union-attr]
+        t = t.to(torch.float32)
+        if self.ov is not None:
+            return self._ov_unet(x_in, t, cond, cache)
         x_in = x_in.to(self.dtype).contiguous(memory_format=self.memory_format)
         context = cond.context.to(self.dtype)
-        t = t.to(torch.float32)
+        if self.ov is not None:
+            return self._ov_unet(x_in, t, cond, cache)
         if cache is not None:
             return cache(x_in, t, context, added).float()
         kwargs: dict[str, Any] = {} if added is None else {"added_cond_kwargs": added}
@@ -198,6 +221,17 @@ class Runtime:
             self.compile_warmup_s = time.perf_counter() - start
             return out.float()
         return self._unet(x_in, t, encoder_hidden_states=context, **kwargs).sample.float()
+
+    def _ov_unet(self, x_in: Tensor, t: Tensor, cond: Cond, cache: FeatureCache | None) -> Tensor:
+        """The UNet call on the OpenVINO backend: float32 inputs; the inference precision is the backend's."""
+        if cache is not None:
+            raise ParamError("feature_cache_interval: the feature cache runs the torch UNet block by block; "
+                             "it needs backend torch (got backend openvino)")
+        assert self.ov is not None
+        added = None
+        if cond.pooled is not None:
+            added = {"text_embeds": cond.pooled.float(), "time_ids": cond.time_ids.float()}  # type: ignore[union-attr]
+        return self.ov.unet(x_in.float(), t, cond.context.float(), added).to(self.device)
 
     # -- VAE --------------------------------------------------------------------------------------
 
@@ -239,9 +273,13 @@ class Runtime:
         if cached is not None:
             return cached
         x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].to(self.device)
-        with self._autocast(True):
-            dist = self.model.vae.encode(x).latent_dist
-        posterior = Posterior(dist.mean.float(), dist.std.float())
+        if self.ov is not None:
+            mean, std = self.ov.vae_encode(x)
+            posterior = Posterior(mean.to(self.device), std.to(self.device))
+        else:
+            with self._autocast(True):
+                dist = self.model.vae.encode(x).latent_dist
+            posterior = Posterior(dist.mean.float(), dist.std.float())
         self.vae_cache.put(key, posterior)
         return posterior
 
@@ -252,6 +290,9 @@ class Runtime:
         return self.encode_arrays(arrays, seeds, sample=sample, scale=scale)
 
     def _decode_one(self, z: Tensor, autocast: bool) -> Tensor:
+        """``autocast=False``: the torch VAE in fp32 (also on the OpenVINO backend: the NaN fallback)."""
+        if self.ov is not None and autocast:
+            return self.ov.vae_decode(z / self.model.family.latent_scale).to(self.device)
         with self._autocast(autocast):
             return self.model.vae.decode(z / self.model.family.latent_scale).sample.float()
 

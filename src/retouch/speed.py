@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from retouch.feature_cache import FeatureCache
-from retouch.params import Img2Img
+from retouch.params import Img2Img, ParamError
 from retouch.plan import Plan
 from retouch.prompting import schedule_steps
 from retouch.runtime import Runtime
@@ -47,6 +47,9 @@ def feature_cache(job: Img2Img, runtime: Runtime) -> FeatureCache | None:
     """A fresh cache for one sampling run, or None when ``feature_cache_interval`` is 0 or 1 (off)."""
     if job.feature_cache_interval <= 1:
         return None
+    if runtime.backend != "torch":
+        raise ParamError(f"feature_cache_interval: the feature cache runs the torch UNet block by block; it needs "
+                         f"backend torch (this engine runs backend {runtime.backend}); set it to 0 or use backend torch")
     return FeatureCache(runtime.model.unet, job.feature_cache_interval, job.feature_cache_depth)
 
 
