@@ -17,7 +17,7 @@ import typer
 from retouch.cli.cluster import RAY_BATCH, RAY_SERVE, batch_on_ray, pop_ray_options, serve_on_ray
 from retouch.cli.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError
 from retouch.cli.jobs import run_inputs, settings_from
-from retouch.cli.options import DEVICE, GENERATION, MASK, PrecisionChoice, with_options
+from retouch.cli.options import DEVICE, GENERATION, MASK, BackendChoice, PrecisionChoice, with_options
 from retouch.cli.run import Session
 from retouch.cli.soft_options import SOFT
 
@@ -192,6 +192,9 @@ def _serve(
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads (default: one per core).")
     ] = None,
+    backend: Annotated[
+        BackendChoice, typer.Option("--backend", help="UNet/VAE runtime: torch, or openvino (CPU).")
+    ] = BackendChoice.torch,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     styles_file: Annotated[
         Path | None, typer.Option("--styles-file", help="A1111 styles.csv for the requests' styles.")
@@ -210,7 +213,8 @@ def _serve(
     """Serve the A1111-compatible HTTP API (/sdapi/v1), the job API (/api/v1/jobs) and the web page (/)."""
     if ray.pop("ray"):
         server = {"max_queue": max_queue, "api_auth": api_auth, "precision": precision.value,
-                  "device": device, "threads": threads, "lora_dir": lora_dir, "embeddings_dir": embeddings_dir}
+                  "device": device, "threads": threads, "lora_dir": lora_dir, "embeddings_dir": embeddings_dir,
+                  "backend": backend.value}
         serve_on_ray(model, host, port, server, ray)
         return
     if len(model) != 1:
@@ -234,6 +238,7 @@ def _serve(
             log_level=log_level,
             threads=threads,
             webui=webui,
+            backend=backend.value,
             **({} if styles_file is None else {"styles_file": str(styles_file)}),
             **{k: v for k, v in (("lora_dir", lora_dir), ("embeddings_dir", embeddings_dir)) if v is not None},
         )

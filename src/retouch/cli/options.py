@@ -30,6 +30,7 @@ __all__ = [
     "MaskedChoice",
     "AreaChoice",
     "PrecisionChoice",
+    "BackendChoice",
     "GENERATION",
     "MASK",
     "DEVICE",
@@ -57,6 +58,11 @@ class MaskedChoice(str, Enum):
 class AreaChoice(str, Enum):
     whole = "whole"
     only_masked = "only-masked"
+
+
+class BackendChoice(str, Enum):
+    torch = "torch"
+    openvino = "openvino"
 
 
 class PrecisionChoice(str, Enum):
@@ -259,6 +265,14 @@ DEVICE: tuple[inspect.Parameter, ...] = _in_panel(
             None,
             "--threads",
             help="CPU threads (default: one per core; 1 is faster when other jobs share the CPU).",
+        ),
+        _opt(
+            "backend",
+            BackendChoice,
+            BackendChoice.torch,
+            "--backend",
+            help="UNet/VAE runtime: torch, or openvino (CPU; pip install 'retouch[openvino]'; "
+            "converted models cached under $RETOUCH_CACHE_DIR or ~/.cache/retouch).",
         ),
     ),
 )

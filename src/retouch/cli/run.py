@@ -46,10 +46,10 @@ class Session:
 
     def engine(
         self, model: str, vae: Path | None, device: str | None, precision: str, *,
-        lora_dir: Path | None = None, embeddings_dir: Path | None = None,
+        lora_dir: Path | None = None, embeddings_dir: Path | None = None, backend: str = "torch",
     ) -> Engine:
         """The engine for these settings, loading the model once; load failures become CliError."""
-        key = (model, vae, device, precision, lora_dir, embeddings_dir)
+        key = (model, vae, device, precision, lora_dir, embeddings_dir, backend)
         if self._engine is None or self._key != key:
             from retouch.engine import Engine
 
@@ -61,7 +61,7 @@ class Session:
                 raise CliError(f"cannot load model {model!r}: {exc}") from None
             try:
                 self._engine = Engine(bundle, device=device, precision=precision, lora_dir=lora_dir,
-                                      embeddings_dir=embeddings_dir)
+                                      embeddings_dir=embeddings_dir, backend=backend)
             except (OSError, ValueError, RuntimeError) as exc:  # ParamError, a missing networks folder
                 raise CliError(str(exc)) from None
             self._key = key

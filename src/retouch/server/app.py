@@ -112,6 +112,7 @@ def serve(
     lora_dir: str | os.PathLike[str] | None = None,
     embeddings_dir: str | os.PathLike[str] | None = None,
     webui: bool = True,
+    backend: str = "torch",
     **limits: Any,
 ) -> None:
     """Load ``model`` and serve the API with uvicorn until interrupted (``retouch serve``).
@@ -122,7 +123,8 @@ def serve(
     ``styles_file``);
     an unknown name raises TypeError, a bad value ValueError. ``lora_dir``/``embeddings_dir``: the
     folders that ``<lora:...>`` tags and embedding names in prompts refer to. ``threads``: torch's CPU
-    threads for the process (``runtime.set_threads``; default one per core). ``webui=False`` serves the
+    threads for the process (``runtime.set_threads``; default one per core). ``backend``: the Engine's
+    (torch or openvino). ``webui=False`` serves the
     API only. The model is loaded here, before the port
     is bound, so a bad path fails at once with the loader's own error (FileNotFoundError/ValueError)
     instead of a server that starts and dies.
@@ -141,6 +143,6 @@ def serve(
         load_styles(config.styles_file)  # a missing or malformed file fails here, before the model loads
     log.info("loading model %s", model)
     engine = Engine(load_model(model), device=device, precision=precision, lora_dir=lora_dir,
-                    embeddings_dir=embeddings_dir)
+                    embeddings_dir=embeddings_dir, backend=backend)
     app = create_app(engine=engine, config=config, webui=webui)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
