@@ -13,7 +13,7 @@ NaN fallback of the VAE decode runs them.
 * **Cache key.** sha256 of: the part (unet, vae-encoder, vae-decoder), the checkpoint hash (``Model
   hash``) and VAE hash, the module's config, the LoRA networks merged into the UNet now (each file's
   addnet hash with its ``unet`` multiplier and ``dyn``), the OpenVINO, diffusers and torch versions and
-  :data:`FORMAT`. A bundle without a checkpoint hash adds a digest of the weights as they are merged
+  :data:`FORMAT` (not the precision: fp32 and bf16 compile the same fp32 IR). A bundle without a checkpoint hash adds a digest of the weights as they are merged
   now (computed once per network state).
   LoRA is supported: a new LoRA set converts once (as long as a first conversion) and is cached too.
 * **Bounded.** At most ``keep`` entries stay on disk (the least recently used go); in memory, one
@@ -193,7 +193,7 @@ class OpenVINOBackend:
         import diffusers
 
         return {"format": FORMAT, "openvino": self._ov.__version__, "torch": torch.__version__,
-                "diffusers": diffusers.__version__, "model": self.model.hash, "hint": self.hint}
+                "diffusers": diffusers.__version__, "model": self.model.hash}
 
     def _unet_key(self) -> str:
         """Memoised per merged-network state (the tuple is held, so the networks' identities stay valid)."""
