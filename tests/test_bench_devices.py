@@ -43,9 +43,8 @@ def test_unknown_device_lists_the_allowed_ones() -> None:
 
 def test_run_py_parses_device_and_fails_before_any_child(monkeypatch: pytest.MonkeyPatch) -> None:
     """``run.collect`` resolves the device first; here CUDA is absent, so it exits before the fork server."""
-    import torch
-
     import run
+    import torch
 
     args = run.parse_args(["--quick", "--device", "cuda"])
     assert args.device == "cuda"
