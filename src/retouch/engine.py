@@ -43,7 +43,7 @@ from retouch.sampling.denoisers import (
 from retouch.sampling.noise import ImageNoise
 from retouch.sampling.registry import build_sigmas
 from retouch.sampling.schedules import sigma_tail
-from retouch.speed import cond_padding, feature_cache, speed_params, uncond_skip
+from retouch.speed import check_backend_options, cond_padding, feature_cache, speed_params, uncond_skip
 
 __all__ = ["Engine", "Result", "StepInfo"]
 
@@ -163,6 +163,7 @@ class Engine:
         as a one-shot request (return True once per skip), spec §5.6.
         """
         plan = make_plan(job)  # 1. names, sizes, seeds, schedule: fails before any model runs
+        check_backend_options(job, self.runtime)
         prompt = self.networks.activate(job.prompt)  # 2. LoRA tags merged; the prompt without them
         inputs = self._prepare(job, plan)  # 3-5. pixels, VAE encode, latent masks, image conditioning
         inputs.conds = self._conds(job, plan, prompt, inputs.image_cond)  # 6. text conditioning schedules

@@ -19,7 +19,7 @@ from retouch.runtime import Runtime
 from retouch.sampling.denoisers import CFGDenoiser
 from retouch.sampling.guidance import NGMS, SKIP_EARLY, CondPadding, UncondSkip
 
-__all__ = ["uncond_skip", "cond_padding", "feature_cache", "speed_params"]
+__all__ = ["uncond_skip", "cond_padding", "feature_cache", "speed_params", "check_backend_options"]
 
 
 def uncond_skip(job: Img2Img, plan: Plan) -> UncondSkip | None:
@@ -43,13 +43,17 @@ def cond_padding(job: Img2Img, runtime: Runtime) -> CondPadding | None:
     return CondPadding("pad", encoded.cond.context[:1].to(runtime.device))
 
 
+def check_backend_options(job: Img2Img, runtime: Runtime) -> None:
+    """Refuse, before any model runs, the options that need the torch UNet's internals on another backend."""
+    if job.feature_cache_interval > 1 and runtime.backend != "torch":
+        raise ParamError(f"feature_cache_interval: the feature cache runs the torch UNet block by block; it needs "
+                         f"backend torch (this engine runs backend {runtime.backend}); set it to 0 or use backend torch")
+
+
 def feature_cache(job: Img2Img, runtime: Runtime) -> FeatureCache | None:
     """A fresh cache for one sampling run, or None when ``feature_cache_interval`` is 0 or 1 (off)."""
     if job.feature_cache_interval <= 1:
         return None
-    if runtime.backend != "torch":
-        raise ParamError(f"feature_cache_interval: the feature cache runs the torch UNet block by block; it needs "
-                         f"backend torch (this engine runs backend {runtime.backend}); set it to 0 or use backend torch")
     return FeatureCache(runtime.model.unet, job.feature_cache_interval, job.feature_cache_depth)
 
 
