@@ -126,6 +126,9 @@ class Runtime:
     """Owns the bundle's modules on one device and dtype; encodes text, runs the UNet and the VAE.
 
     ``vae_cache_size``: how many VAE posteriors to keep, keyed by the exact VAE input (``0``: off).
+    ``backend``: "torch", or "openvino" (CPU): the UNet and VAE calls go to an
+    :class:`~retouch.ov_backend.OpenVINOBackend` (cache folder ``ov_cache_dir``), the torch UNet stays in
+    fp32 for LoRA merging and the VAE's NaN fallback runs the torch VAE.
     """
 
     def __init__(
@@ -202,16 +205,14 @@ class Runtime:
         """
         if cond.concat is not None:
             x_in = torch.cat([x_in, cond.concat.to(x_in.dtype)], dim=1)
+        if self.ov is not None:
+            return self._ov_unet(x_in, t.to(torch.float32), cond, cache)
         added: dict[str, Tensor] | None = None
         if cond.pooled is not None:
             added = {"text_embeds": cond.pooled.to(self.dtype), "time_ids": cond.time_ids.to(self.dtype)}  # type: ignore[union-attr]
-        t = t.to(torch.float32)
-        if self.ov is not None:
-            return self._ov_unet(x_in, t, cond, cache)
         x_in = x_in.to(self.dtype).contiguous(memory_format=self.memory_format)
         context = cond.context.to(self.dtype)
-        if self.ov is not None:
-            return self._ov_unet(x_in, t, cond, cache)
+        t = t.to(torch.float32)
         if cache is not None:
             return cache(x_in, t, context, added).float()
         kwargs: dict[str, Any] = {} if added is None else {"added_cond_kwargs": added}
