@@ -70,8 +70,9 @@ class Timers:
     during its calls (``memory`` phases are cut at every call's start and end).
     """
 
-    def __init__(self, memory: PeakMemory | None = None) -> None:
+    def __init__(self, memory: PeakMemory | None = None, sync: Callable[[], Any] | None = None) -> None:
         self.memory = memory or PeakMemory()
+        self._sync = sync or (lambda: None)  # a GPU run waits for the device before reading the clock
         self.unet = CallTimes()
         self.encode = CallTimes()
         self.decode = CallTimes()
@@ -92,9 +93,11 @@ class Timers:
             if record_shape and args and isinstance(args[0], torch.Tensor):
                 self.unet_shapes.append(tuple(args[0].shape))
             self.memory.boundary()
+            self._sync()
             start.append(time.perf_counter())
 
         def post(_m: Any, _args: Any, _out: Any) -> None:
+            self._sync()
             into.seconds.append(time.perf_counter() - start.pop())
             into.peak_mib = _max(into.peak_mib, self.memory.boundary())
 
@@ -107,10 +110,12 @@ class Timers:
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
             self.memory.boundary()
+            self._sync()
             t0 = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
+                self._sync()
                 into.seconds.append(time.perf_counter() - t0)
                 into.peak_mib = _max(into.peak_mib, self.memory.boundary())
 

@@ -66,7 +66,7 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
         for ref in ("diffusers", "diffusers-bf16"):
             if ref in by_impl and "error" not in by_impl[ref]:
                 ratios.setdefault(name, {})[ref] = {k: ratio(r[k], by_impl[ref][k]) for k, _ in METRICS}
-        if r.get("unet_flops_per_call"):
+        if r.get("unet_flops_per_call") and peaks:  # no CPU peaks on a GPU run (bench/devices.py)
             flops, step = r["unet_flops_per_call"], r["unet_step_median_s"]
             own = "fp32" if r["dtype"] == "float32" else "bf16"
             limits[name] = {"gflop_per_call": flops / 1e9, "measured_s": step, "dtype": r["dtype"]}
@@ -106,7 +106,7 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("img2img UNet step / matmul limit (of the dtype run)", x_limit, "<= 1.3", x_limit <= 1.3),
         ("only-masked / whole-picture time (Retouch, big image)", masked, "<= 0.333", masked <= 1 / 3),
         ("peak RSS Retouch / diffusers fp32 (worst scenario)", rss_ratio, "<= 1.0", rss_ratio <= 1.0),
-        ("Retouch bf16 vs fp32 output PSNR dB", psnr, ">= 30", psnr >= 30),
+        (f"Retouch {_get(results, 'quality', 'low_dtype')} vs fp32 output PSNR dB", psnr, ">= 30", psnr >= 30),
     ]
     return [
         {"check": c, "value": v, "target": t, "pass": None if math.isnan(v) else bool(p)}
@@ -139,10 +139,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"Models: {results['models']}. Weights fingerprint per family: "
         + ", ".join(f"{k} {v}" for k, v in results["fingerprints"].items())
         + ".",
-        f"Peaks (matmul n = {p['matmul_n']}, {p['conv_c']}-channel 3x3 conv on {p['conv_hw']}², batch 2): "
-        f"bf16 matmul {p['bf16_matmul_gflops']:.1f} GFLOP/s, fp32 matmul {p['fp32_matmul_gflops']:.1f}, "
-        f"bf16 conv {p['bf16_conv_gflops']:.1f}, fp32 conv {p['fp32_conv_gflops']:.1f}; "
-        f"native bf16 (oneDNN): {m.get('mkldnn_bf16')}.",
+        _peaks_line(p, m),
         f"Fork-server baseline child RSS: {_f(_get(results, 'baseline', 'rss', 'ru_maxrss_mib'), 0)} MiB "
         "(included in every peak RSS below).",
         "",
@@ -226,8 +223,21 @@ def _memory_table(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _peaks_line(p: dict[str, Any], m: dict[str, Any]) -> str:
+    if not p:
+        return "Peaks: not measured (a GPU run: the CPU matmul/conv peaks and the limit table do not apply)."
+    return (
+        f"Peaks (matmul n = {p['matmul_n']}, {p['conv_c']}-channel 3x3 conv on {p['conv_hw']}², batch 2): "
+        f"bf16 matmul {p['bf16_matmul_gflops']:.1f} GFLOP/s, fp32 matmul {p['fp32_matmul_gflops']:.1f}, "
+        f"bf16 conv {p['bf16_conv_gflops']:.1f}, fp32 conv {p['fp32_conv_gflops']:.1f}; "
+        f"native bf16 (oneDNN): {m.get('mkldnn_bf16')}."
+    )
+
+
 def _limit_table(results: dict[str, Any]) -> list[str]:
     p = results["peaks"]
+    if not p:
+        return []
     out = [
         "",
         "## Retouch UNet step against the matmul limit (UNet FLOPs / matmul peak)",
@@ -254,7 +264,7 @@ def _tail(results: dict[str, Any]) -> list[str]:
     if not q:
         out.append("Skipped (--no-quality).")
     elif "error" in q:
-        out.append(f"Retouch bf16 vs fp32: error: {q['error']}")
+        out.append(f"Retouch low precision vs fp32: error: {q['error']}")
     elif q:
         out.append(
             f"Retouch {q['low_dtype']} vs fp32 output, img2img {q['size']}², {q['steps']} steps at strength "

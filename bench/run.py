@@ -2,13 +2,14 @@
 
 Usage::
 
-    .venv/bin/python bench/run.py [--quick] [--out bench/results/<date>.md] [--only NAME ...]
+    .venv/bin/python bench/run.py [--quick] [--out bench/results/<date>.md] [--only NAME ...] [--device cuda]
 
 Each (implementation, scenario) runs in a fresh child process forked from a fork server that has
 imported torch, diffusers and Retouch once; the children of one scenario alternate between the
 implementations. Every child builds the same seeded components (checked by a weights fingerprint), so
 both sides run bit-identical weights. The parent measures the machine's bf16/fp32 matmul and conv peaks
 first, then prints a markdown report; ``--out`` writes it and a JSON twin (same stem, ``.json``).
+``--device cuda`` runs the same scenarios in fp16 with SDPA on a CUDA device (``devices.py``).
 See bench/README.md for the columns.
 """
 
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402
 import report  # noqa: E402
 import torch  # noqa: E402
+from devices import DEVICES, DeviceRun, device_run  # noqa: E402
 from scenarios import Scenario, scenarios  # noqa: E402
 
 
@@ -73,6 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="torch threads in the children (default 1 with --quick, else torch's own choice)",
+    )
+    ap.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="cpu (default), or cuda: both sides in fp16 with SDPA on the GPU (no diffusers-bf16, no CPU peaks)",
     )
     args = ap.parse_args(argv)
     if args.repeat < 1:
@@ -155,6 +163,7 @@ def run_scenarios(children: Children, scs: list[Scenario], args: argparse.Namesp
                     "size": size,
                     "warmup": args.warmup,
                     "threads": args.threads,
+                    **args.run.task_fields(),
                 }
                 t0 = time.perf_counter()
                 res = children.run(task)
@@ -205,7 +214,13 @@ def fingerprints(runs: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
 def choose_scenarios(args: argparse.Namespace, machine: dict[str, Any]) -> tuple[list[Scenario], list[str]]:
     """The scenarios to run after --only/--slow/bf16 availability, and the notes that explain omissions."""
     notes: list[str] = []
-    ref_bf16 = not args.no_diffusers_bf16
+    run: DeviceRun = args.run
+    ref_bf16 = not args.no_diffusers_bf16 and run.diffusers_bf16
+    if not run.cpu_peaks:
+        notes.append(
+            f"On {run.device}: Retouch precision {run.precision}, diffusers {run.diffusers_dtype}, attention "
+            f"{run.attention}; the diffusers-bf16 reference and the CPU matmul limits do not apply."
+        )
     if ref_bf16 and not machine["mkldnn_bf16"] and not args.quick:
         ref_bf16 = False
         notes.append(
@@ -238,12 +253,18 @@ def _header(
         if args.quick
         else "SD1.5-sized random weights (bench/configs.py)",
         "machine": machine,
-        "args": vars(args) | {"out": str(args.out)},
+        "device": dataclasses.asdict(args.run),
+        "args": {k: v for k, v in vars(args).items() if k != "run"} | {"out": str(args.out)},
         "scenarios": [
             dataclasses.asdict(s) | {"retouch_steps": s.retouch_steps, "diffusers_steps": s.diffusers_steps}
             for s in scs
         ],
     }
+
+
+def select_device(args: argparse.Namespace) -> DeviceRun:
+    """``--device`` resolved against this machine (``devices.device_run``; SystemExit when CUDA is absent)."""
+    return device_run(args.device, torch.cuda.is_available(), torch.__version__)
 
 
 def _progress(t0: float, what: str) -> None:
@@ -253,6 +274,7 @@ def _progress(t0: float, what: str) -> None:
 def collect(args: argparse.Namespace) -> dict[str, Any]:
     """Machine, peaks, every scenario's runs and the quality check, as one dict."""
     started, t0 = datetime.datetime.now().astimezone(), time.perf_counter()
+    args.run = select_device(args)  # fails at once, before any child starts, when the device is absent
     children = Children()
     try:
         # The first submit waits for the fork server's imports: do it on a thread, read the machine meanwhile.
@@ -260,18 +282,20 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         machine = measure.machine()
         scs, notes = choose_scenarios(args, machine)
         results = _header(args, machine, scs, started)
-        if args.quick:  # smoke run: overlap the peak measurement with the fork server's imports
+        results["peaks"] = {}  # CPU peaks only: on a GPU the "x limit" table is left out
+        if args.quick and args.run.cpu_peaks:  # smoke run: overlap the peaks with the fork server's imports
             results["peaks"] = measure_peaks(args.quick)
         results["baseline"] = baseline.result()
         _progress(t0, "fork server ready")
-        if not args.quick:  # measured while no other process of ours runs
+        if not args.quick and args.run.cpu_peaks:  # measured while no other process of ours runs
             results["peaks"] = measure_peaks(args.quick)
         _progress(t0, "peaks measured")
         results["runs"] = run_scenarios(children, scs, args)
         _progress(t0, "scenarios done")
         if not args.no_quality:
             # the demo model is small (about 11 M parameters): cheap even where bf16 is emulated
-            task = {"kind": "quality", "size": "tiny", "image": 64, "threads": args.threads}
+            task = {"kind": "quality", "size": "tiny", "image": 64, "threads": args.threads,
+                    **args.run.task_fields()}
             results["quality"] = children.run(task | {"model": None if args.quick else "demo"})
             _progress(t0, "quality checked")
     finally:

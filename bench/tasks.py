@@ -54,30 +54,53 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     elif kind == "flops":
         out = {"flops": [measure.unet_flops(config, tuple(shape)) for config, shape in task["items"]]}
     elif kind == "quality":
-        out = quality(task["size"], task["image"], task.get("model"))
+        out = quality(task["size"], task["image"], task.get("model"), _device(task))
     elif kind == "impl":
-        out = run_impl(task["impl"], Scenario(**task["scenario"]), task["size"], task["warmup"])
+        out = run_impl(task["impl"], Scenario(**task["scenario"]), task["size"], task["warmup"], _device(task))
     else:
         raise ValueError(f"unknown task kind {kind!r}; use impl, quality, flops or baseline")
     out["task_cpu_s"] = measure.cpu_seconds()  # the whole child, build included
     return out
 
 
-def run_impl(impl: str, sc: Scenario, size: str, warmup: int) -> dict[str, Any]:
+def _device(task: dict[str, Any]) -> dict[str, str]:
+    """The task's device fields (``devices.DeviceRun.task_fields``); the CPU run's when absent."""
+    cpu = {"device": "cpu", "precision": "auto", "diffusers_dtype": "float32", "attention": "default",
+           "quality_low": "bf16"}
+    return {k: task.get(k, v) for k, v in cpu.items()}
+
+
+def _sdpa(parts: dict[str, Any], dev: dict[str, str]) -> None:
+    """PyTorch SDPA attention set explicitly on the UNet and the VAE (``attention`` "sdpa")."""
+    if dev["attention"] == "sdpa":
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        for name in ("unet", "vae"):
+            parts[name].set_attn_processor(AttnProcessor2_0())
+
+
+def _sync(dev: dict[str, str]) -> Any:
+    """A function that waits for the device (CUDA runs asynchronously), or None on the CPU."""
+    return torch.cuda.synchronize if dev["device"].startswith("cuda") else None
+
+
+def run_impl(impl: str, sc: Scenario, size: str, warmup: int, dev: dict[str, str] | None = None) -> dict[str, Any]:
     """Build components, set up ``impl`` on them, run ``warmup`` + 1 times, return times and memory."""
     if impl not in IMPLS:
         raise ValueError(f"unknown implementation {impl!r}; use one of {', '.join(IMPLS)}")
+    dev = dev or _device({})
     t0 = time.perf_counter()
     parts = configs.components(size, sc.inpaint, SEED)
+    _sdpa(parts, dev)
     build_s = time.perf_counter() - t0
     fp = configs.fingerprint(parts["unet"], parts["vae"], parts["text_encoder"])
     unet_config = json.loads(json.dumps(dict(parts["unet"].config), default=list))
     rss_built = measure.rss_mib()
     memory = measure.PeakMemory()  # run peaks count from here: the built modules are the baseline
     t0 = time.perf_counter()
-    call, unet = (_retouch if impl == "retouch" else _diffusers)(impl, sc, parts)
+    call, unet = (_retouch if impl == "retouch" else _diffusers)(impl, sc, parts, dev)
     setup_s = time.perf_counter() - t0
-    timers = measure.Timers(memory)
+    timers = measure.Timers(memory, sync=_sync(dev))
     timers.attach(unet, parts["vae"], parts["text_encoder"])
     for _ in range(warmup):
         call()
@@ -109,7 +132,10 @@ def run_impl(impl: str, sc: Scenario, size: str, warmup: int) -> dict[str, Any]:
         rss_end=measure.rss_mib(),
         run_peak_mib=memory.overall,
         warmup=warmup,
+        device=dev["device"],
     )
+    if dev["device"].startswith("cuda"):
+        out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return out
 
 
@@ -117,7 +143,7 @@ def _inputs(sc: Scenario) -> tuple[Image.Image, Image.Image | None]:
     return init_image(sc.image), square_mask(sc.image, sc.mask) if sc.mask is not None else None
 
 
-def _retouch(impl: str, sc: Scenario, parts: dict[str, Any]) -> tuple[Any, torch.nn.Module]:
+def _retouch(impl: str, sc: Scenario, parts: dict[str, Any], dev: dict[str, str]) -> tuple[Any, torch.nn.Module]:
     """Retouch's Engine on the components, precision "auto", running the scenario as an A1111 job.
 
     The VAE encode cache is off: the timed repeats run the same input, and diffusers has no such
@@ -126,7 +152,7 @@ def _retouch(impl: str, sc: Scenario, parts: dict[str, Any]) -> tuple[Any, torch
     from retouch.params import Img2Img, MaskedContent
 
     bundle = configs.bundle(parts, inpaint=sc.inpaint)
-    engine = Engine(bundle, precision="auto", vae_cache_size=0)
+    engine = Engine(bundle, device=dev["device"], precision=dev["precision"], vae_cache_size=0)
     image, mask = _inputs(sc)
     job = Img2Img(
         prompt=PROMPT,
@@ -153,8 +179,9 @@ def _retouch(impl: str, sc: Scenario, parts: dict[str, Any]) -> tuple[Any, torch
     return call, bundle.unet
 
 
-def _diffusers(impl: str, sc: Scenario, parts: dict[str, Any]) -> tuple[Any, torch.nn.Module]:
-    """diffusers' img2img or inpaint pipeline on the same modules: fp32 as shipped, or cast to bf16."""
+def _diffusers(impl: str, sc: Scenario, parts: dict[str, Any], dev: dict[str, str]) -> tuple[Any, torch.nn.Module]:
+    """diffusers' img2img or inpaint pipeline on the same modules: the device's dtype (fp32 as shipped on
+    the CPU, fp16 on CUDA), or cast to bf16 (``diffusers-bf16``)."""
     cls = StableDiffusionInpaintPipeline if sc.inpaint else StableDiffusionImg2ImgPipeline
     pipe = cls(
         vae=parts["vae"],
@@ -167,8 +194,8 @@ def _diffusers(impl: str, sc: Scenario, parts: dict[str, Any]) -> tuple[Any, tor
         requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
-    dtype = torch.bfloat16 if impl == "diffusers-bf16" else torch.float32
-    pipe.to(dtype=dtype)
+    dtype = torch.bfloat16 if impl == "diffusers-bf16" else getattr(torch, dev["diffusers_dtype"])
+    pipe.to(dev["device"], dtype=dtype)
     image, mask = _inputs(sc)
     kwargs: dict[str, Any] = dict(
         prompt=PROMPT,
@@ -191,8 +218,8 @@ def _diffusers(impl: str, sc: Scenario, parts: dict[str, Any]) -> tuple[Any, tor
     return call, parts["unet"]
 
 
-def quality(size: str, image_size: int, model: str | None) -> dict[str, Any]:
-    """PSNR of Retouch's bf16 img2img output against its own fp32 output, same seed and job.
+def quality(size: str, image_size: int, model: str | None, dev: dict[str, str] | None = None) -> dict[str, Any]:
+    """PSNR of Retouch's low-precision (bf16; fp16 on CUDA) img2img output against its own fp32 output.
 
     ``model`` "demo" loads ``retouch.load_model("demo")``; if that fails the tiny model is used and the
     reason is returned in ``note``.
@@ -227,9 +254,10 @@ def quality(size: str, image_size: int, model: str | None) -> dict[str, Any]:
         init_images=[init_image(image_size)],
         denoising_strength=0.75,
     )
-    low = Engine(bundle, precision="bf16")
+    dev = dev or _device({})
+    low = Engine(bundle, device=dev["device"], precision=dev["quality_low"])
     a = np.asarray(low.run(job).images[0], dtype=np.float64)
-    b = np.asarray(Engine(bundle32, precision="fp32").run(job).images[0], dtype=np.float64)
+    b = np.asarray(Engine(bundle32, device=dev["device"], precision="fp32").run(job).images[0], dtype=np.float64)
     mse = float(((a - b) ** 2).mean())
     psnr = math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
     return {

@@ -46,7 +46,7 @@ from retouch.sampling.denoisers import (
 from retouch.sampling.noise import ImageNoise
 from retouch.sampling.registry import build_sigmas
 from retouch.sampling.schedules import sigma_tail
-from retouch.speed import cond_padding, feature_cache, speed_params, uncond_skip
+from retouch.speed import check_backend_options, cond_padding, feature_cache, speed_params, uncond_skip
 from retouch.token_merge import token_merging
 
 __all__ = ["Engine", "Result", "StepInfo"]
@@ -134,20 +134,25 @@ class Engine:
     exact path) takes the precision it selects for this device when ``precision`` is "auto", and the
     feature cache (interval 2, depth 1) for jobs that leave ``feature_cache_interval`` at 0; the infotext
     then says ``Preset`` and ``Precision``.
+    ``backend``: "torch" (default) or "openvino" (``retouch[openvino]``, CPU only: the UNet and the VAE run
+    as OpenVINO models converted from these modules and cached in ``ov_cache_dir``, default
+    ``retouch.ov_backend.default_cache_dir()``; see that module). The infotext then says ``Backend:
+    openvino`` and ``Result.parameters`` has ``backend`` and ``openvino_conversions``.
     """
 
     def __init__(
         self, model: ModelBundle, device: str | None = None, precision: str = "auto", *,
         channels_last: bool = True, compile: bool = False, vae_cache_size: int = VAE_CACHE_SIZE,
         embeddings_dir: str | os.PathLike[str] | None = None, lora_dir: str | os.PathLike[str] | None = None,
-        max_memory: int | str | None = None, preset: str | None = None,
+        max_memory: int | str | None = None, preset: str | None = None, backend: str = "torch", ov_cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.model = model
         self.preset: Preset | None = select_preset(preset, device_caps(choose_device(device).type))
         if self.preset is not None and precision == "auto":
             precision = self.preset.precision
         self.runtime = Runtime(model, device=device, precision=precision, channels_last=channels_last,
-                               compile=compile, vae_cache_size=vae_cache_size, max_memory=max_memory)
+                               compile=compile, vae_cache_size=vae_cache_size, max_memory=max_memory,
+                               backend=backend, ov_cache_dir=ov_cache_dir)
         self.networks = Networks(model, embeddings_dir=embeddings_dir, lora_dir=lora_dir)
 
     @property
@@ -176,6 +181,7 @@ class Engine:
         if plan.sampler.lcm and self.model.family.prediction != "epsilon":
             raise ParamError(f"sampler_name: LCM needs an epsilon-prediction model; {self.model.name} is "
                              f"{self.model.family.name} ({self.model.family.prediction})")
+        check_backend_options(job, self.runtime)
         prompt = self.networks.activate(job.prompt)  # 2. LoRA tags merged; the prompt without them
         inputs = self._prepare(job, plan)  # 3-5. pixels, VAE encode, latent masks, image conditioning
         inputs.conds = self._conds(job, plan, prompt, inputs.image_cond)  # 6. text conditioning schedules
@@ -192,6 +198,9 @@ class Engine:
         result.comments.extend(c for c in self.runtime.drain_notices() if c not in result.comments)
         if self.runtime.compile_warmup_s is not None:
             result.parameters["compile_warmup_s"] = round(self.runtime.compile_warmup_s, 3)
+        if self.runtime.ov is not None:
+            result.parameters.update(backend="openvino", openvino_conversions=self.runtime.ov.conversions,
+                                     openvino_disk_hits=self.runtime.ov.disk_hits)
         return result
 
     # -- steps ---------------------------------------------------------------------------------
@@ -325,7 +334,10 @@ class Engine:
             samples = denoiser.last_denoised if denoiser.last_denoised is not None else init
         if blend is not None:  # the final blend (soft inpainting skips it, spec soft-masks.md §1.5)
             samples = blend.final(samples)
-        self._finish_batch(job, plan, inputs, n, samples, result, {**self._preset_params(), **speed_params(job, denoiser)})
+        speed = {**self._preset_params(), **speed_params(job, denoiser)}
+        if self.runtime.backend != "torch":
+            speed["Backend"] = self.runtime.backend
+        self._finish_batch(job, plan, inputs, n, samples, result, speed)
         return flags["stop"]
 
     def _mask_blend(self, job: Img2Img, inputs: _Inputs, sigmas: Tensor, tail: Tensor) -> MaskBlend | None:

@@ -23,6 +23,7 @@ from retouch.lru import LRU, array_key
 from retouch.memory import choose_tile, parse_memory, read_mem_available, resident_bytes, vae_bytes_per_pixel
 from retouch.models.bundle import ModelBundle
 from retouch.models.text import EmbeddingSource, EncodedTexts, TextConditioning, encode_texts
+from retouch.ov_backend import OpenVINOBackend, check_backend
 from retouch.params import ParamError
 from retouch.sampling.denoisers import Cond
 from retouch.sampling.schedules import model_sigmas
@@ -86,6 +87,20 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def _openvino(
+    model: ModelBundle, backend: str, device: torch.device, dtype: torch.dtype, compile: bool,
+    cache_dir: str | os.PathLike[str] | None,
+) -> OpenVINOBackend | None:
+    """The OpenVINO backend for ``backend="openvino"`` (CPU, fp32 or bf16, without ``compile``), else None."""
+    if backend == "torch":
+        return None
+    if device.type != "cpu":
+        raise ParamError(f"backend openvino runs on the CPU; got device {device} (use device cpu, or backend torch)")
+    if compile:
+        raise ParamError("compile (torch.compile) needs backend torch; backend openvino compiles its own graph")
+    return OpenVINOBackend(model, dtype, cache_dir=cache_dir)
+
+
 def _place(module: Any, device: torch.device, dtype: torch.dtype) -> None:
     """Move ``module`` to ``device`` and cast it to ``dtype`` only when it differs, in eval mode.
 
@@ -118,20 +133,27 @@ class Runtime:
     a VAE encode or decode whose estimated activations do not fit what is left of it (``None``: what the
     machine has free now, MemAvailable) runs tiled (``retouch.vae_tiles``); ``vae_tiles`` counts the tiles
     run so far per kind.
+    ``backend``: "torch", or "openvino" (CPU): the UNet and VAE calls go to an
+    :class:`~retouch.ov_backend.OpenVINOBackend` (cache folder ``ov_cache_dir``), the torch UNet stays in
+    fp32 for LoRA merging and the VAE's NaN fallback runs the torch VAE.
     """
 
     def __init__(
         self, model: ModelBundle, device: str | torch.device | None, precision: str, *,
         channels_last: bool = True, compile: bool = False, vae_cache_size: int = VAE_CACHE_SIZE,
         max_memory: int | str | None = None,
+        backend: str = "torch", ov_cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.max_memory = None if max_memory is None else parse_memory(max_memory)
         self.vae_tiles = {"encode": 0, "decode": 0}
         self.model = model
+        self.backend = check_backend(backend)
         self.device = choose_device(device)
         self.dtype = choose_dtype(precision, self.device)
-        for module in (model.unet, *model.text_encoders):
+        self.ov = _openvino(model, backend, self.device, self.dtype, compile, ov_cache_dir)
+        for module in model.text_encoders:
             _place(module, self.device, self.dtype)
+        _place(model.unet, self.device, self.dtype if self.ov is None else torch.float32)  # OpenVINO converts fp32
         _place(model.vae, self.device, torch.float32)
         # oneDNN's convolutions prefer NHWC: one SD1.5 UNet call in fp32 on one thread of this 2-core AVX2
         # host took 14.4 s instead of 17.3 s at a 16x16 latent (a single loaded-machine run; the bench's
@@ -193,6 +215,8 @@ class Runtime:
         """
         if cond.concat is not None:
             x_in = torch.cat([x_in, cond.concat.to(x_in.dtype)], dim=1)
+        if self.ov is not None:
+            return self._ov_unet(x_in, t.to(torch.float32), cond, cache)
         added: dict[str, Tensor] | None = None
         if cond.pooled is not None:
             added = {"text_embeds": cond.pooled.to(self.dtype), "time_ids": cond.time_ids.to(self.dtype)}  # type: ignore[union-attr]
@@ -208,6 +232,17 @@ class Runtime:
             self.compile_warmup_s = time.perf_counter() - start
             return out.float()
         return self._unet(x_in, t, encoder_hidden_states=context, **kwargs).sample.float()
+
+    def _ov_unet(self, x_in: Tensor, t: Tensor, cond: Cond, cache: FeatureCache | None) -> Tensor:
+        """The UNet call on the OpenVINO backend: float32 inputs; the inference precision is the backend's."""
+        if cache is not None:
+            raise ParamError("feature_cache_interval: the feature cache runs the torch UNet block by block; "
+                             "it needs backend torch (got backend openvino)")
+        assert self.ov is not None
+        added = None
+        if cond.pooled is not None:
+            added = {"text_embeds": cond.pooled.float(), "time_ids": cond.time_ids.float()}  # type: ignore[union-attr]
+        return self.ov.unet(x_in.float(), t, cond.context.float(), added).to(self.device)
 
     # -- VAE --------------------------------------------------------------------------------------
 
@@ -250,14 +285,18 @@ class Runtime:
         if cached is not None:
             return cached
         x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].to(self.device)
-        with self._autocast(True):
-            if core is None:
-                dist = self.model.vae.encode(x).latent_dist
-            else:
-                from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+        if self.ov is not None:
+            mean, std = self.ov.vae_encode(x)
+            posterior = Posterior(mean.to(self.device), std.to(self.device))
+        else:
+            with self._autocast(True):
+                if core is None:
+                    dist = self.model.vae.encode(x).latent_dist
+                else:
+                    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
-                dist = DiagonalGaussianDistribution(tiled_encode(self.model.vae, x, core))
-        posterior = Posterior(dist.mean.float(), dist.std.float())
+                    dist = DiagonalGaussianDistribution(tiled_encode(self.model.vae, x, core))
+            posterior = Posterior(dist.mean.float(), dist.std.float())
         self.vae_cache.put(key, posterior)
         return posterior
 
@@ -268,6 +307,9 @@ class Runtime:
         return self.encode_arrays(arrays, seeds, sample=sample, scale=scale)
 
     def _decode_one(self, z: Tensor, autocast: bool) -> Tensor:
+        """``autocast=False``: the torch VAE in fp32 (also on the OpenVINO backend: the NaN fallback)."""
+        if self.ov is not None and autocast:
+            return self.ov.vae_decode(z / self.model.family.latent_scale).to(self.device)
         core = self._vae_tile("decode", (z.shape[-2], z.shape[-1]))
         with self._autocast(autocast):
             if core is None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from retouch.feature_cache import FeatureCache
-from retouch.params import Img2Img
+from retouch.params import Img2Img, ParamError
 from retouch.plan import Plan
 from retouch.prompting import schedule_steps
 from retouch.runtime import Runtime
 from retouch.sampling.denoisers import CFGDenoiser
 from retouch.sampling.guidance import NGMS, SKIP_EARLY, CondPadding, UncondSkip
 
-__all__ = ["uncond_skip", "cond_padding", "feature_cache", "speed_params"]
+__all__ = ["uncond_skip", "cond_padding", "feature_cache", "speed_params", "check_backend_options"]
 
 
 def uncond_skip(job: Img2Img, plan: Plan) -> UncondSkip | None:
@@ -41,6 +41,13 @@ def cond_padding(job: Img2Img, runtime: Runtime) -> CondPadding | None:
         return None
     encoded = runtime.encode_texts([""], clip_skip=job.clip_skip, emphasis=job.emphasis)
     return CondPadding("pad", encoded.cond.context[:1].to(runtime.device))
+
+
+def check_backend_options(job: Img2Img, runtime: Runtime) -> None:
+    """Refuse, before any model runs, the options that need the torch UNet's internals on another backend."""
+    if job.feature_cache_interval > 1 and runtime.backend != "torch":
+        raise ParamError(f"feature_cache_interval: the feature cache runs the torch UNet block by block; it needs "
+                         f"backend torch (this engine runs backend {runtime.backend}); set it to 0 or use backend torch")
 
 
 def feature_cache(job: Img2Img, runtime: Runtime) -> FeatureCache | None:

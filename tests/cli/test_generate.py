@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -163,3 +164,28 @@ def test_unmasked_pixels_kept_with_zero_blur(tmp_path: Path, cli: Callable[..., 
     source = np.asarray(Image.open(image).convert("RGB"))
     assert np.array_equal(result[:, 16:], source[:, 16:])
     assert not np.array_equal(result[:, :16], source[:, :16])
+
+
+def test_unknown_backend_is_refused_with_the_choices(tmp_path: Path, cli: Callable[..., Run]) -> None:
+    run = cli("img2img", noise_image(tmp_path / "in.png"), "--backend", "onnx")
+    assert run.code == 2
+    assert "torch" in run.err and "openvino" in run.err
+
+
+def test_openvino_backend_without_the_extra_names_it(
+    tmp_path: Path, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import now raises ImportError, as when absent
+    run = cli("img2img", noise_image(tmp_path / "in.png"), "--backend", "openvino", "--device", "cpu", *FAST)
+    _one_line_error(run, 2, "backend openvino needs the OpenVINO runtime", "pip install 'retouch[openvino]'")
+
+
+def test_feature_cache_on_openvino_is_refused_before_converting(
+    tmp_path: Path, cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("openvino", reason="the OpenVINO backend needs the extra: pip install 'retouch[openvino]'")
+    monkeypatch.setenv("RETOUCH_CACHE_DIR", str(tmp_path / "cache"))
+    run = cli("img2img", noise_image(tmp_path / "in.png"), "--backend", "openvino", "--device", "cpu",
+              "--feature-cache", "2", *FAST)
+    _one_line_error(run, 2, "feature_cache_interval", "needs backend torch")
+    assert not (tmp_path / "cache").exists()  # nothing was converted

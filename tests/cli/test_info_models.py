@@ -78,7 +78,7 @@ def test_serve_passes_options_through(cli: Callable[..., Run], monkeypatch: pyte
     monkeypatch.setattr(server_app, "serve", lambda **kwargs: seen.update(kwargs))
     run = cli(
         "serve", "--model", "m.safetensors", "--port", "9999", "--api-auth", "u:p", "--precision", "fp32",
-        "--threads", "1", "--no-webui",
+        "--threads", "1", "--no-webui", "--backend", "openvino",
     )
     assert run.code == 0, run.err
     assert seen == {
@@ -92,6 +92,7 @@ def test_serve_passes_options_through(cli: Callable[..., Run], monkeypatch: pyte
         "log_level": "info",
         "threads": 1,
         "webui": False,
+        "backend": "openvino",
     }
 
 

@@ -17,7 +17,15 @@ import typer
 from retouch.cli.cluster import RAY_BATCH, RAY_SERVE, batch_on_ray, pop_ray_options, serve_on_ray
 from retouch.cli.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError
 from retouch.cli.jobs import run_inputs, settings_from
-from retouch.cli.options import DEVICE, GENERATION, MASK, PrecisionChoice, engine_options, with_options
+from retouch.cli.options import (
+    DEVICE,
+    GENERATION,
+    MASK,
+    BackendChoice,
+    PrecisionChoice,
+    engine_options,
+    with_options,
+)
 from retouch.cli.run import Session
 from retouch.cli.soft_options import SOFT
 
@@ -192,6 +200,9 @@ def _serve(
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads (default: one per core).")
     ] = None,
+    backend: Annotated[
+        BackendChoice, typer.Option("--backend", help="UNet/VAE runtime: torch, or openvino (CPU).")
+    ] = BackendChoice.torch,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
     styles_file: Annotated[
         Path | None, typer.Option("--styles-file", help="A1111 styles.csv for the requests' styles.")
@@ -218,7 +229,8 @@ def _serve(
         raise CliError("--vae-cache, --max-memory and --fast are not available with --ray yet")
     if ray.pop("ray"):
         server = {"max_queue": max_queue, "api_auth": api_auth, "precision": precision.value,
-                  "device": device, "threads": threads, "lora_dir": lora_dir, "embeddings_dir": embeddings_dir}
+                  "device": device, "threads": threads, "lora_dir": lora_dir, "embeddings_dir": embeddings_dir,
+                  "backend": backend.value}
         serve_on_ray(model, host, port, server, ray)
         return
     if len(model) != 1:
@@ -243,6 +255,7 @@ def _serve(
             threads=threads,
             webui=webui,
             engine_options=engine,
+            backend=backend.value,
             **({} if styles_file is None else {"styles_file": str(styles_file)}),
             **{k: v for k, v in (("lora_dir", lora_dir), ("embeddings_dir", embeddings_dir)) if v is not None},
         )

@@ -66,7 +66,8 @@ def serve_on_ray(models: list[str], host: str, port: int, server: dict[str, Any]
             models_per_replica=ray["models_per_replica"], precision=server["precision"],
             device=server["device"], threads=server["threads"], server=config,
             engine_options=tuple((k, str(v)) for k in ("lora_dir", "embeddings_dir")
-                                 if (v := server.get(k)) is not None),
+                                 if (v := server.get(k)) is not None)
+            + ((("backend", server["backend"]),) if server.get("backend", "torch") != "torch" else ()),
         )
         deploy.serve_cluster(settings, host, port, address=ray["address"])
     except (OSError, ValueError, RuntimeError) as exc:

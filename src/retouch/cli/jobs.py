@@ -109,7 +109,7 @@ def _styled(opts: Mapping[str, Any], fields: Mapping[str, Any]) -> tuple[str, st
 
 
 def load_engine(session: Session, settings: Settings, progress: Progress) -> Engine:
-    """The session's engine for ``--model``/``--vae``/``--device``/``--precision``; with
+    """The session's engine for ``--model``/``--vae``/``--device``/``--precision``/``--backend``; with
     ``--from-infotext``, a note when the infotext names another model."""
     opts = settings.opts
     precision = str(getattr(opts["precision"], "value", opts["precision"]))
@@ -127,8 +127,10 @@ def load_engine(session: Session, settings: Settings, progress: Progress) -> Eng
         set_threads(opts.get("threads"))
     except ParamError as exc:
         raise CliError(str(exc)) from None
+    backend = str(getattr(opts.get("backend"), "value", opts.get("backend") or "torch"))
     engine = session.engine(opts["model"], opts.get("vae"), opts.get("device"), precision,
-                            lora_dir=opts.get("lora_dir"), embeddings_dir=opts.get("embeddings_dir"), **extra)
+                            lora_dir=opts.get("lora_dir"), embeddings_dir=opts.get("embeddings_dir"),
+                            backend=backend, **extra)
     if settings.infotext is not None:
         note = model_mismatch(settings.infotext, engine.model.name, engine.model.hash)
         if note:

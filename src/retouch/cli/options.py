@@ -31,6 +31,7 @@ __all__ = [
     "MaskedChoice",
     "AreaChoice",
     "PrecisionChoice",
+    "BackendChoice",
     "GENERATION",
     "MASK",
     "DEVICE",
@@ -58,6 +59,11 @@ class MaskedChoice(str, Enum):
 class AreaChoice(str, Enum):
     whole = "whole"
     only_masked = "only-masked"
+
+
+class BackendChoice(str, Enum):
+    torch = "torch"
+    openvino = "openvino"
 
 
 class PrecisionChoice(str, Enum):
@@ -268,6 +274,14 @@ DEVICE: tuple[inspect.Parameter, ...] = _in_panel(
         _opt("max_memory", str | None, None, "--max-memory",
              help="Memory budget, e.g. 6G or 512M (default: what the machine has free); the VAE tiles to fit."),
         _opt("fast", bool, False, "--fast", help="Fast preset: bf16 where native, feature cache 2/1 (named in the infotext)."),
+        _opt(
+            "backend",
+            BackendChoice,
+            BackendChoice.torch,
+            "--backend",
+            help="UNet/VAE runtime: torch, or openvino (CPU; pip install 'retouch[openvino]'; "
+            "converted models cached under $RETOUCH_CACHE_DIR or ~/.cache/retouch).",
+        ),
     ),
 )
 

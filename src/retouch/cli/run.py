@@ -46,13 +46,13 @@ class Session:
 
     def engine(
         self, model: str, vae: Path | None, device: str | None, precision: str, *,
-        lora_dir: Path | None = None, embeddings_dir: Path | None = None, **options: Any,
+        lora_dir: Path | None = None, embeddings_dir: Path | None = None, backend: str = "torch", **options: Any,
     ) -> Engine:
         """The engine for these settings, loading the model once; load failures become CliError.
 
         ``options``: further ``Engine`` keywords (``vae_cache_size``, ``max_memory``, ``preset``).
         """
-        key = (model, vae, device, precision, lora_dir, embeddings_dir, tuple(sorted(options.items())))
+        key = (model, vae, device, precision, lora_dir, embeddings_dir, backend, tuple(sorted(options.items())))
         if self._engine is None or self._key != key:
             from retouch.engine import Engine
 
@@ -64,7 +64,7 @@ class Session:
                 raise CliError(f"cannot load model {model!r}: {exc}") from None
             try:
                 self._engine = Engine(bundle, device=device, precision=precision, lora_dir=lora_dir,
-                                      embeddings_dir=embeddings_dir, **options)
+                                      embeddings_dir=embeddings_dir, backend=backend, **options)
             except (OSError, ValueError, RuntimeError) as exc:  # ParamError, a missing networks folder
                 raise CliError(str(exc)) from None
             self._key = key

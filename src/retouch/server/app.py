@@ -113,6 +113,7 @@ def serve(
     embeddings_dir: str | os.PathLike[str] | None = None,
     webui: bool = True,
     engine_options: dict[str, Any] | None = None,
+    backend: str = "torch",
     **limits: Any,
 ) -> None:
     """Load ``model`` and serve the API with uvicorn until interrupted (``retouch serve``).
@@ -125,7 +126,7 @@ def serve(
     folders that ``<lora:...>`` tags and embedding names in prompts refer to. ``threads``: torch's CPU
     threads for the process (``runtime.set_threads``; default one per core). ``webui=False`` serves the
     API only. ``engine_options``: further ``Engine`` keywords (``vae_cache_size``, ``max_memory``,
-    ``preset``). The model is loaded here, before the port
+    ``preset``). ``backend``: the Engine's (torch or openvino). The model is loaded here, before the port
     is bound, so a bad path fails at once with the loader's own error (FileNotFoundError/ValueError)
     instead of a server that starts and dies.
     """
@@ -143,6 +144,6 @@ def serve(
         load_styles(config.styles_file)  # a missing or malformed file fails here, before the model loads
     log.info("loading model %s", model)
     engine = Engine(load_model(model), device=device, precision=precision, lora_dir=lora_dir,
-                    embeddings_dir=embeddings_dir, **(engine_options or {}))
+                    embeddings_dir=embeddings_dir, backend=backend, **(engine_options or {}))
     app = create_app(engine=engine, config=config, webui=webui)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
