@@ -93,6 +93,7 @@ def test_serve_passes_options_through(cli: Callable[..., Run], monkeypatch: pyte
         "threads": 1,
         "webui": False,
         "backend": "openvino",
+        "engine_options": {"max_memory": None, "preset": None, "vae_cache_size": 16},
     }
 
 
