@@ -36,6 +36,7 @@ RACES = {
     "old+batch16": {**OLD, "batch": 16},
     "new": dict(widths=(32, 64, 128, 128), groups=8, batch=16, lr=5e-4, warmup=100, clip=1.0),
 }
+RACES["new-batch8"] = {**RACES["new"], "batch": 8}
 CHECKS = (50, 100, 200, 300, 500, 1000)
 
 
