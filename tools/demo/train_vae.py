@@ -86,6 +86,15 @@ def evaluate(vae: torch.nn.Module, val: torch.Tensor) -> tuple[float, float]:
     return float(np.mean(vals)), float(np.min(vals))
 
 
+def vae_loss(vae: torch.nn.Module, x: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """L1 + MSE of the reconstruction from a posterior sample, + 1e-6 KL (bf16 autocast if asked)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+    rec = rec.float()
+    return F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-6 * post.kl().float().mean()
+
+
 def lr_at(args: argparse.Namespace, step: int, elapsed: float) -> float:
     warm = min(1.0, (step + 1) / 100)
     frac = elapsed / (args.minutes * 60)
@@ -150,11 +159,7 @@ def main() -> None:
         lr = lr_at(args, step, elapsed)
         for g in opt.param_groups:
             g["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            post = vae.encode(x).latent_dist
-            rec = vae.decode(post.sample()).sample
-        rec = rec.float()
-        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-6 * post.kl().float().mean()
+        loss = vae_loss(vae, x, bf16)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

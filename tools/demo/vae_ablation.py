@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dataset  # noqa: E402
 from train import to_tensor  # noqa: E402
-from train_vae import batch, evaluate  # noqa: E402
+from train_vae import batch, evaluate, vae_loss  # noqa: E402
 
 import models  # noqa: E402
 
@@ -50,11 +49,7 @@ def race(name: str, cfg: dict, images: np.ndarray, val: torch.Tensor, steps: int
         x = batch(images, rng, cfg["batch"], 64)
         for g in opt.param_groups:
             g["lr"] = cfg["lr"] * min(1.0, step / cfg["warmup"])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            post = vae.encode(x).latent_dist
-            rec = vae.decode(post.sample()).sample
-        rec = rec.float()
-        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-6 * post.kl().float().mean()
+        loss = vae_loss(vae, x, bf16)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg["clip"]:
