@@ -1,9 +1,10 @@
 """The LoRA shipped for the demo model (tools/demo/make_networks.py): it binds completely and does what
 its docstring says at the level the UNet sees, cheaply (no sampling; the script's own check inpaints).
 
-Thresholds come from the shipped file: after merging, the cross-attention keys/values of "a large red
-circle" are within 0.08-0.15 of their distance to those of "a large blue circle" (1.0 before), while
-those of "a large green circle" move by 0.06-0.10 of that distance.
+Thresholds come from the shipped file (regenerated for the demo v2 weights, 2026-12-01): after merging,
+the cross-attention keys/values of "a large red circle" are within at most 0.21 of their distance to
+those of "a large blue circle" (1.0 before), while those of "a large green circle" move by less than 0.15
+of that distance.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def test_red_to_blue_maps_red_onto_blue_and_keeps_green():
     green_before = [k(green) for k in projections]
     patcher.apply([ActiveNetwork(network)])
     for k, d, g in zip(projections, gap, green_before, strict=True):
-        assert (k(red) - k(blue)).norm() < 0.2 * d
+        assert (k(red) - k(blue)).norm() < 0.25 * d
         assert (k(green) - g).norm() < 0.15 * d
     patcher.apply([])
     assert all(torch.equal(k(green), g) for k, g in zip(projections, green_before, strict=True))
