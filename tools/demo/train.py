@@ -42,6 +42,26 @@ from vae_init import param_groups, structured_init  # noqa: E402
 import models  # noqa: E402
 
 
+def use_bf16(choice: str) -> bool:
+    """bf16 autocast for ``--bf16`` "on", "off" or "auto" (where oneDNN runs bf16 natively: emulated bf16
+    is about 100x slower, so elsewhere fp32)."""
+    return choice == "on" or (choice == "auto" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def add_unet_arguments(ap: argparse.ArgumentParser, *, minutes: float, lr: float, warmup: int, threads: int) -> None:
+    """The options of the UNet training loop (``stage_unet``), shared by train.py and inpaint.py."""
+    ap.add_argument("--unet-minutes", type=float, default=minutes)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=lr)
+    ap.add_argument("--warmup", type=int, default=warmup)
+    ap.add_argument("--ema", type=float, default=0.995)
+    ap.add_argument("--ckpt-minutes", type=float, default=4)
+    ap.add_argument("--export-minutes", type=float, default=10)
+    ap.add_argument("--threads", type=int, default=threads)
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                    help="bf16 autocast for the UNet stage (auto: where oneDNN runs bf16 natively)")
+
+
 def log(work: Path, msg: str) -> None:
     line = f"{time.strftime('%H:%M:%S')} {msg}"
     print(line, flush=True)
@@ -263,7 +283,7 @@ def stage_unet(work: Path, vae: torch.nn.Module, latents: tuple[torch.Tensor, to
     mean, std = latents
     caps = Captions(len(mean))
     unet, text, ema, opt, state = unet_state(work, 4 if masked is None else 9, args.init)
-    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    bf16 = use_bf16(args.bf16)
     log(work, f"unet: bf16 autocast {bf16}, cpu {torch.backends.cpu.get_cpu_capability()}, init {args.init!r}, "
               f"{'inpainting (9 channels)' if masked is not None else 'text-to-image (4 channels)'}")
     alphas = __import__("retouch.models.bundle", fromlist=["x"]).scaled_linear_alphas_cumprod().float()
@@ -332,17 +352,8 @@ def main() -> None:
     ap.add_argument("--vae-groups", type=int, default=0, help="GroupNorm groups (default: models.VAE_CONFIG)")
     ap.add_argument("--latents", type=int, default=16000, help="training images encoded for the UNet stage")
     ap.add_argument("--vae-psnr", type=float, default=26.0)
-    ap.add_argument("--unet-minutes", type=float, default=72)
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=8e-4)
-    ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--ema", type=float, default=0.995)
-    ap.add_argument("--ckpt-minutes", type=float, default=4)
-    ap.add_argument("--export-minutes", type=float, default=10)
-    ap.add_argument("--threads", type=int, default=1)
+    add_unet_arguments(ap, minutes=72, lr=8e-4, warmup=100, threads=1)
     ap.add_argument("--init", default="", help='UNet/text start: "" (random), "demo" (shipped) or an export .pt')
-    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
-                    help="bf16 autocast for the UNet stage (auto: where oneDNN runs bf16 natively)")
     ap.add_argument("--stop-after", choices=["data", "vae", "encode", "unet"], default="unet")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dataset  # noqa: E402
-from train import atomic_save, log, normalise_latents, stage_data, to_tensor  # noqa: E402
+from train import atomic_save, log, normalise_latents, stage_data, to_tensor, use_bf16  # noqa: E402
 
 import models  # noqa: E402
 
@@ -122,7 +122,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    bf16 = use_bf16(args.bf16)
     images = stage_data(work, args.images)
     vae = models.build_vae()
     ema = copy.deepcopy(vae).requires_grad_(False)

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import dataset  # noqa: E402
-from train import to_tensor  # noqa: E402
+from train import to_tensor, use_bf16  # noqa: E402
 from train_vae import batch, evaluate, vae_loss  # noqa: E402
 
 import models  # noqa: E402
@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--bf16", choices=["auto", "off"], default="auto")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    bf16 = args.bf16 == "auto" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    bf16 = use_bf16(args.bf16)
     print(f"cpu {torch.backends.cpu.get_cpu_capability()}, bf16 {bf16}, {args.steps} steps, held-out PSNR at steps")
     images = np.load(args.work / "images.npy", mmap_mode="r")
     val = to_tensor(dataset.build_images(32, "heldout"))
