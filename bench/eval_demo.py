@@ -102,8 +102,8 @@ def eval_vae(bundle, count: int = 32) -> tuple[float, float]:  # noqa: ANN001
         out = ((rec.clamp(-1, 1) + 1) * 127.5).round().byte()[0].permute(1, 2, 0).numpy()
         return out
 
-    values = [psnr(round_trip(dataset.render(dataset.draw_scene(70_000 + i, "heldout"))),
-                   dataset.render(dataset.draw_scene(70_000 + i, "heldout"))) for i in range(count)]
+    scenes = [dataset.render(dataset.draw_scene(70_000 + i, "heldout")) for i in range(count)]
+    values = [psnr(round_trip(img), img) for img in scenes]
     other = off_family_scene()
     print(f"  VAE round trip, {count} held-out scenes: PSNR mean {np.mean(values):.2f} dB, min {np.min(values):.2f} dB;"
           f" yellow disc on blue with line and text: {psnr(round_trip(other), other):.2f} dB")
