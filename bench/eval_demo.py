@@ -215,6 +215,8 @@ def main() -> None:
     ap.add_argument("--feature-cache-depth", type=int, default=1)
     ap.add_argument("--ngms", type=float, default=0.0, help="s_min_uncond (0 = off)")
     ap.add_argument("--skip-early-cfg", type=float, default=0.0, help="skip_early_cond (0 = off)")
+    ap.add_argument("--preset", default=None, help="Engine(preset=...), e.g. fast (default: none)")
+    ap.add_argument("--precision", default="auto", help="Engine(precision=...): auto, fp32 or bf16")
     args = ap.parse_args()
     import torch
 
@@ -224,10 +226,12 @@ def main() -> None:
     options = {"feature_cache_interval": args.feature_cache, "feature_cache_depth": args.feature_cache_depth,
                "s_min_uncond": args.ngms, "skip_early_cond": args.skip_early_cfg}
     bundle = load_model(args.model)
-    engine = WithOptions(Engine(bundle), options)
+    base = Engine(bundle, precision=args.precision, preset=args.preset)
+    engine = WithOptions(base, options)
     t0 = time.time()
     print(f"model {args.model}: {args.seeds} seeds, {args.steps} steps, Euler a, inpaint strength {args.strength}, "
-          f"options {options}, cpu {torch.backends.cpu.get_cpu_capability()}")
+          f"options {options}, preset {args.preset}, precision {base.dtype}, "
+          f"cpu {torch.backends.cpu.get_cpu_capability()}")
     eval_vae(bundle)
     rates = eval_inpaint(engine, args.colours.split(","), args.seeds, args.steps, args.strength)
     good = [c for c, r in rates.items() if r >= 0.9]

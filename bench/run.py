@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python bench/run.py [--quick] [--out bench/results/<date>.md] [--only NAME ...] [--device cuda]
+    .venv/bin/python bench/run.py peers [--evals 6] [--out bench/results/<date>-peers.md]   # bench/peers.py
 
 Each (implementation, scenario) runs in a fresh child process forked from a fork server that has
 imported torch, diffusers and Retouch once; the children of one scenario alternate between the
@@ -307,7 +308,15 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; exit status 1 when any run failed or the children's weights differed."""
+    """Run the benchmark; exit status 1 when any run failed or the children's weights differed.
+
+    ``run.py peers ...`` runs ``peers.py`` instead: end to end on one single file against diffusers and
+    stable-diffusion.cpp, with each speed option and the fast preset (issue #17)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["peers"]:
+        import peers
+
+        return peers.main(argv[1:])
     args = parse_args(argv)
     results = collect(args)
     text = report.markdown(results)

@@ -29,9 +29,16 @@ def diffusers_evals(steps: int, strength: float) -> int:
     return min(int(steps * strength), steps)
 
 
+def sdcpp_evals(steps: int, strength: float) -> int:
+    """UNet evaluations of a stable-diffusion.cpp img2img Euler run: its ``t_enc = int(steps * strength)``,
+    one less when that is every step (0.4.7, ``generate_image``: it keeps the last ``t_enc + 1`` sigmas)."""
+    t_enc = int(steps * strength)
+    return t_enc - 1 if t_enc == steps else t_enc
+
+
 def steps_for(evals: int, strength: float, count: str) -> int:
-    """The smallest ``steps`` giving ``evals`` evaluations under ``count`` ("a1111" or "diffusers")."""
-    fn = {"a1111": a1111_evals, "diffusers": diffusers_evals}[count]
+    """The smallest ``steps`` giving ``evals`` evaluations under ``count`` ("a1111", "diffusers", "sdcpp")."""
+    fn = {"a1111": a1111_evals, "diffusers": diffusers_evals, "sdcpp": sdcpp_evals}[count]
     for steps in range(1, 10_000):
         if fn(steps, strength) == evals:
             return steps
