@@ -131,9 +131,9 @@ class Engine:
     machine has free at each call): a VAE encode or decode that would not fit runs in tiles with
     whole-image GroupNorm statistics (``retouch.vae_tiles``), within a fraction of an 8-bit level of the
     untiled result, and the job's comments say so. ``preset="fast"`` (``retouch.preset``; default None, the
-    exact path) takes the precision it selects for this device when ``precision`` is "auto", and the
-    feature cache (interval 2, depth 1) for jobs that leave ``feature_cache_interval`` at 0; the infotext
-    then says ``Preset`` and ``Precision``.
+    exact path) takes the precision it selects for this device when ``precision`` is "auto", and NGMS
+    (``s_min_uncond`` 1.0) and token merging (ratio 0.5) for jobs that leave those fields at 0; the
+    infotext then says ``Preset`` and ``Precision`` beside each part's own key.
     ``backend``: "torch" (default) or "openvino" (``retouch[openvino]``, CPU only: the UNet and the VAE run
     as OpenVINO models converted from these modules and cached in ``ov_cache_dir``, default
     ``retouch.ov_backend.default_cache_dir()``; see that module). The infotext then says ``Backend:
@@ -206,11 +206,14 @@ class Engine:
     # -- steps ---------------------------------------------------------------------------------
 
     def _with_preset(self, job: Img2Img) -> Img2Img:
-        """The job with the preset's feature cache where the job leaves it off (never the caller's object)."""
-        if self.preset is None or job.feature_cache_interval != 0:
+        """The job with the preset's speed fields where the job leaves them off (0), never the caller's object;
+        the cache depth comes with the preset's interval."""
+        if self.preset is None:
             return job
-        return dataclasses.replace(job, feature_cache_interval=self.preset.feature_cache_interval,
-                                   feature_cache_depth=self.preset.feature_cache_depth)
+        fields = {k: v for k, v in self.preset.job_fields().items() if getattr(job, k) == 0}
+        if "feature_cache_interval" in fields:
+            fields["feature_cache_depth"] = self.preset.feature_cache_depth
+        return dataclasses.replace(job, **fields) if fields else job
 
     def _preset_params(self) -> dict[str, Any]:
         """Infotext keys naming the preset and the precision it ran at (none without a preset)."""

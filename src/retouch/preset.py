@@ -5,7 +5,14 @@
 * precision: bf16 where oneDNN computes it natively on this CPU (``torch.ops.mkldnn._is_mkldnn_bf16_supported``:
   AVX-512 BF16 or AMX; about 2x the fp32 kernels on the Zen 5 host, ENVIRONMENT.md), fp16 on CUDA, else
   fp32 (emulated bf16 ran about 100x slower on the AVX2 host);
-* the UNet feature cache: full UNet every 2nd call, depth 1 (``retouch.feature_cache``), on every device;
+* A1111's negative-guidance minimum sigma (NGMS, ``s_min_uncond`` 1.0: the uncond half of a CFG call is
+  skipped once sigma is below 1) and token merging at ratio 0.5 (``token_merging_ratio``; it acts only on
+  full-resolution self-attention, so it costs nothing where a model has none). Measured end to end on
+  SD1.5-sized weights at 512² (bench/README.md, "End to end against the peers"), each paid 1.2x on its
+  own over the bf16 default; NGMS left the demo model's inpainting adherence unchanged;
+* no feature cache: at interval 2, depth 1 it also paid 1.2x, but it cost the demo model up to 55
+  points of inpainting adherence on a colour (purple 90% -> 35%); it stays a job field
+  (``feature_cache_interval``), and a job that sets it keeps it;
 * the backend: the first of ``FAST_BACKENDS`` that the device offers (``DeviceCaps.backends``). Only
   "torch" is listed; a backend that is measured to pay (e.g. OpenVINO, issue #17 item 3) joins the tuple
   and the engine's runtime runs it.
@@ -38,13 +45,22 @@ class DeviceCaps:
 
 @dataclass(frozen=True)
 class Preset:
-    """The parts of a preset: ``precision`` (as ``Engine(precision=...)``), feature cache, backend."""
+    """The parts of a preset: ``precision`` (as ``Engine(precision=...)``), feature cache (0 = none), NGMS,
+    token merging, backend. The job fields are given to every job that leaves them off (0)."""
 
     name: str
     precision: str
     feature_cache_interval: int
     feature_cache_depth: int
     backend: str = "torch"
+    s_min_uncond: float = 0.0
+    token_merging_ratio: float = 0.0
+
+    def job_fields(self) -> dict[str, float | int]:
+        """The ``Img2Img`` fields this preset sets where a job leaves them off."""
+        fields = {"feature_cache_interval": self.feature_cache_interval, "s_min_uncond": self.s_min_uncond,
+                  "token_merging_ratio": self.token_merging_ratio}
+        return {k: v for k, v in fields.items() if v}
 
 
 def select_preset(name: str | None, caps: DeviceCaps) -> Preset | None:
@@ -60,7 +76,8 @@ def select_preset(name: str | None, caps: DeviceCaps) -> Preset | None:
     else:
         precision = "fp32"
     backend = next((b for b in FAST_BACKENDS if b in caps.backends), "torch")
-    return Preset(name, precision, feature_cache_interval=2, feature_cache_depth=1, backend=backend)
+    return Preset(name, precision, feature_cache_interval=0, feature_cache_depth=1, backend=backend,
+                  s_min_uncond=1.0, token_merging_ratio=0.5)
 
 
 def device_caps(device_type: str) -> DeviceCaps:

@@ -44,7 +44,7 @@ def test_fast_is_named_in_the_infotext_and_recalled(tmp_path: Path, cli: Callabl
     assert run.code == 0, run.err
     first = out / "00001-3.png"
     info = parse_infotext(read_infotext(first) or "")
-    assert (info["Preset"], info["Precision"], info["Feature cache interval"]) == ("fast", "fp32", "2")
+    assert (info["Preset"], info["Precision"], info["Token merging ratio"]) == ("fast", "fp32", "0.5")
     again = cli("img2img", image, "--from-infotext", first, "-o", out)
     assert again.code == 0, again.err
     assert (out / "00002-3.png").read_bytes() == first.read_bytes()
