@@ -23,9 +23,10 @@ Implementations (``IMPLS``):
 * ``retouch-ngms``, ``retouch-skip-early``, ``retouch-tome``, ``retouch-cache``: one speed option each
   (A1111's ``s_min_uncond`` 1.0, ``skip_early_cond`` 0.2, ``token_merging_ratio`` 0.5; the feature cache
   at interval 2, depth 1) on the default precision;
-* ``retouch-fast``: ``Engine(preset="fast")`` (bf16 where native, NGMS 1.0, token merging 0.5);
-* ``retouch-fast-cache``, ``retouch-fast-cache-d2``: the preset plus the feature cache at interval 2,
-  depth 1 or 2 (not in the preset: see ``retouch.preset``);
+* ``retouch-fast``: ``Engine(preset="fast")`` (bf16 where native, NGMS 1.0, token merging 0.5, feature
+  cache interval 2, depth 2);
+* ``retouch-fast-cache``, ``retouch-fast-no-cache``: the preset with the cache at depth 1, or off (a job's
+  own ``feature_cache_interval`` wins over the preset's; 1 is off);
 * ``retouch-openvino``: ``Engine(backend="openvino")`` (not in the default list: converting an SD1.5-sized
   UNet takes minutes and about 6 GB; the IR is cached under ``--ov-cache``);
 * ``diffusers``: ``StableDiffusionImg2ImgPipeline.from_single_file``, fp32, its defaults;
@@ -69,7 +70,7 @@ RETOUCH: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "retouch-cache": ({}, {"feature_cache_interval": 2, "feature_cache_depth": 1}),
     "retouch-fast": ({"preset": "fast"}, {}),
     "retouch-fast-cache": ({"preset": "fast"}, {"feature_cache_interval": 2, "feature_cache_depth": 1}),
-    "retouch-fast-cache-d2": ({"preset": "fast"}, {"feature_cache_interval": 2, "feature_cache_depth": 2}),
+    "retouch-fast-no-cache": ({"preset": "fast"}, {"feature_cache_interval": 1}),  # 1 = off, and not 0
     "retouch-openvino": ({"backend": "openvino"}, {}),
 }
 SDCPP = {"sdcpp-f32": "f32", "sdcpp-q8_0": "q8_0"}

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from retouch.feature_cache import max_depth
 from retouch.imaging import conditioning_mask, latent_mask_values
 from retouch.imaging.seams import cover_latent_mask
 from retouch.imaging.soft import soft_composite_mask
@@ -132,8 +133,9 @@ class Engine:
     whole-image GroupNorm statistics (``retouch.vae_tiles``), within a fraction of an 8-bit level of the
     untiled result, and the job's comments say so. ``preset="fast"`` (``retouch.preset``; default None, the
     exact path) takes the precision it selects for this device when ``precision`` is "auto", and NGMS
-    (``s_min_uncond`` 1.0) and token merging (ratio 0.5) for jobs that leave those fields at 0; the
-    infotext then says ``Preset`` and ``Precision`` beside each part's own key.
+    (``s_min_uncond`` 1.0), token merging (ratio 0.5) and the feature cache (interval 2, depth 2 or what
+    the UNet allows) for jobs that leave those fields at 0; the infotext then says ``Preset`` and
+    ``Precision`` beside each part's own key.
     ``backend``: "torch" (default) or "openvino" (``retouch[openvino]``, CPU only: the UNet and the VAE run
     as OpenVINO models converted from these modules and cached in ``ov_cache_dir``, default
     ``retouch.ov_backend.default_cache_dir()``; see that module). The infotext then says ``Backend:
@@ -207,12 +209,16 @@ class Engine:
 
     def _with_preset(self, job: Img2Img) -> Img2Img:
         """The job with the preset's speed fields where the job leaves them off (0), never the caller's object;
-        the cache depth comes with the preset's interval."""
+        the cache depth comes with the preset's interval, lowered to what this UNet allows (none below 1)."""
         if self.preset is None:
             return job
-        fields = {k: v for k, v in self.preset.job_fields().items() if getattr(job, k) == 0}
+        fields: dict[str, Any] = {k: v for k, v in self.preset.job_fields().items() if getattr(job, k) == 0}
         if "feature_cache_interval" in fields:
-            fields["feature_cache_depth"] = self.preset.feature_cache_depth
+            depth = min(self.preset.feature_cache_depth, max_depth(self.runtime.model.unet))
+            if depth >= 1:
+                fields["feature_cache_depth"] = depth
+            else:
+                del fields["feature_cache_interval"]
         return dataclasses.replace(job, **fields) if fields else job
 
     def _preset_params(self) -> dict[str, Any]:

@@ -151,7 +151,8 @@ def test_interrupt_stops_the_job_and_shows_its_partial_image(
         card.locator(".job-status", has_text="interrupting").wait_for()
         gate.release(2)
         card.locator(".job-status", has_text="interrupted, partial result").wait_for()
-        figure = page.locator("#gallery figure[data-job]").last
+        # the interrupted job's figure, wherever the queued job's figure lands (it may finish first)
+        figure = page.locator("#gallery figure[data-job]", has=page.locator(".badge")).first
         assert figure.locator(".badge").inner_text() == "interrupted: partial image"
         assert image_of(figure.locator("img").get_attribute("src")).size == (64, 64)
         first = gate.steps[: next((i for i in range(1, len(gate.steps)) if gate.steps[i] <= gate.steps[i - 1]),

@@ -220,7 +220,7 @@ def _serve(
     max_memory: Annotated[
         str | None, typer.Option("--max-memory", help="Memory budget, e.g. 6G (default: what is free); the VAE tiles to fit.")
     ] = None,
-    fast: Annotated[bool, typer.Option("--fast", help="Fast preset: bf16 where native, NGMS 1, token merging 0.5.")] = False,
+    fast: Annotated[bool, typer.Option("--fast", help="Fast preset: bf16 where native, NGMS 1, token merging 0.5, feature cache 2/2.")] = False,
     **ray: Any,
 ) -> None:
     """Serve the A1111-compatible HTTP API (/sdapi/v1), the job API (/api/v1/jobs) and the web page (/)."""

@@ -273,7 +273,7 @@ DEVICE: tuple[inspect.Parameter, ...] = _in_panel(
         _opt("vae_cache", int, 16, "--vae-cache", help="VAE encodes kept for repeated inputs (0: off)."),
         _opt("max_memory", str | None, None, "--max-memory",
              help="Memory budget, e.g. 6G or 512M (default: what the machine has free); the VAE tiles to fit."),
-        _opt("fast", bool, False, "--fast", help="Fast preset: bf16 where native, NGMS 1, token merging 0.5 (named in the infotext)."),
+        _opt("fast", bool, False, "--fast", help="Fast preset: bf16 where native, NGMS 1, token merging 0.5, feature cache 2/2 (named in the infotext)."),
         _opt(
             "backend",
             BackendChoice,
