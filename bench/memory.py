@@ -98,19 +98,27 @@ def _retouch(file: str, size: int, steps: int, max_memory: str | None, peak: Any
     return out
 
 
-def _diffusers(file: str, size: int, steps: int, peak: Any) -> dict[str, float]:
+def diffusers_img2img(file: str) -> Any:
+    """diffusers' img2img pipeline on the single file, fp32, offline (bundled SD1 config), Euler, no progress bar."""
     import torch
     from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline
 
     from retouch.models.tokenizers import CONFIG_ROOT
 
-    torch.set_num_threads(1)
     pipe = StableDiffusionImg2ImgPipeline.from_single_file(
         file, config=str(CONFIG_ROOT / "sd1"), local_files_only=True, torch_dtype=torch.float32,
         safety_checker=None, requires_safety_checker=False,
     )
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _diffusers(file: str, size: int, steps: int, peak: Any) -> dict[str, float]:
+    import torch
+
+    torch.set_num_threads(1)
+    pipe = diffusers_img2img(file)
     out = {"load": peak.boundary()}
     with torch.inference_mode():
         cond, uncond = pipe.encode_prompt(PROMPT, "cpu", 1, True, NEGATIVE)

@@ -130,18 +130,12 @@ def _timer_fields(timers: Any) -> dict[str, Any]:
 def _diffusers(args: argparse.Namespace, out: dict[str, Any]) -> Any:
     import measure
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline
-
-    from retouch.models.tokenizers import CONFIG_ROOT
+    from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline  # noqa: F401 (before the RSS reading)
+    from memory import diffusers_img2img
 
     out["rss_after_imports"] = _status_mib("VmRSS")
     t0 = time.perf_counter()
-    pipe = StableDiffusionImg2ImgPipeline.from_single_file(
-        args.file, config=str(CONFIG_ROOT / "sd1"), local_files_only=True, torch_dtype=torch.float32,
-        safety_checker=None, requires_safety_checker=False,
-    )
-    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = diffusers_img2img(args.file)
     out["load_s"], out["dtype"] = time.perf_counter() - t0, "float32"
     timers = measure.Timers()
     timers.attach(pipe.unet, pipe.vae, torch.nn.Identity())  # the text encoder is timed on neither side

@@ -20,8 +20,9 @@
   and the engine's runtime runs it.
 
 tcmalloc is not a part: it is a launch setting (``LD_PRELOAD``, bench/README.md), not something a process
-can switch on for itself. The infotext names each part (``Preset``, ``Precision``, ``NGMS``, ``Token merging ratio``, the feature-cache
-keys), so the image can be reproduced anywhere: explicit values win over what the preset would choose.
+can switch on for itself. The infotext names each part (``Preset``, ``Precision``, ``NGMS``, ``Token
+merging ratio``, the feature-cache keys), so the image can be reproduced anywhere: explicit values win over
+what the preset would choose.
 """
 
 from __future__ import annotations
